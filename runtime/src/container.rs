@@ -1,14 +1,29 @@
 //! The container lifecycle seen from the parent side: create, start, state, kill, delete.
 //!
 //! `create` re-executes the caller's binary as the init (see [`crate::init`]) and drives it
-//! through the init pipe protocol ([`crate::sync`]); every later operation works from the state
-//! on disk ([`crate::state`]) so that any process can perform it.
+//! through the init pipe protocol ([`crate::sync`]), following that protocol's table step by
+//! step; every later operation works from the state on disk ([`crate::state`]) so that any
+//! process can perform it.
 
-use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
-use crate::state::{State, Status};
-use crate::Result;
+use anyhow::Context;
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+
+use crate::cgroups::CgroupManager;
+use crate::hooks::{self, HookState};
+use crate::init::{INIT_PIPE_ENV, INIT_PIPE_FD};
+use crate::state::{self, State, Status, EXEC_FIFO};
+use crate::sync::{self, Bootstrap, FromInit, InitConfig, ParentEnd, ToInit};
+use crate::{namespaces, reaper, security, spec, Error, Result};
 
 /// The container process's standard streams (`None`: /dev/null).
 #[derive(Debug, Default)]
@@ -19,6 +34,23 @@ pub struct Stdio {
     pub stdout: Option<OwnedFd>,
     /// fd 2
     pub stderr: Option<OwnedFd>,
+}
+
+impl Stdio {
+    /// The caller's own fds 0-2 (a developer's tool runs containers in its terminal).
+    pub fn default_inherit() -> Stdio {
+        let dup = |fd: i32| {
+            // SAFETY: borrowing our own stdio fd only for the duration of the dup.
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+                .try_clone_to_owned()
+                .ok()
+        };
+        Stdio {
+            stdin: dup(0),
+            stdout: dup(1),
+            stderr: dup(2),
+        }
+    }
 }
 
 /// What `create` needs.
@@ -41,46 +73,153 @@ pub struct Container {
     root: PathBuf,
 }
 
+/// How long delete waits for killed processes to leave the cgroup.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
 impl Container {
     /// Create the container: namespaces, cgroup, rootfs, hooks; the init then waits for
-    /// [`Container::start`]. On failure nothing is left behind.
+    /// [`Container::start`]. On failure nothing is left behind: no process, cgroup or state.
     pub fn create(opts: CreateOptions) -> Result<Container> {
-        let _ = opts;
-        Err(anyhow::anyhow!("create: not implemented").into())
+        let spec = spec::load(&opts.bundle)?;
+        let dir = state::dir(&opts.root, &opts.id)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(&opts.root)
+            .with_context(|| format!("create runtime root {}", opts.root.display()))?;
+        match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::AlreadyExists(opts.id))
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("create state directory {}", dir.display()))
+                    .into())
+            }
+        }
+        let mut undo = Undo {
+            dir: Some(dir.clone()),
+            pid: 0,
+            cgroup: None,
+        };
+        let state = create_in(&spec, opts, &dir, &mut undo)?;
+        undo.disarm();
+        Ok(Container {
+            root: dir.parent().map(Path::to_path_buf).unwrap_or_default(),
+            state,
+        })
     }
 
     /// Load a container's state from `<root>/<id>/state.json`.
-    pub fn load(root: &std::path::Path, id: &str) -> Result<Container> {
-        let _ = (root, id);
-        Err(anyhow::anyhow!("load: not implemented").into())
+    pub fn load(root: &Path, id: &str) -> Result<Container> {
+        let dir = state::dir(root, id)?;
+        let state = State::load(&dir, id)?;
+        Ok(Container {
+            state,
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.root.join(&self.state.id)
+    }
+
+    fn cgroup(&self) -> &CgroupManager {
+        &self.state.cgroup
     }
 
     /// Release the init (it execs the user's process), then run poststart hooks.
     pub fn start(&mut self) -> Result<()> {
-        Err(anyhow::anyhow!("start: not implemented").into())
+        let status = self.status();
+        if status != Status::Created {
+            return Err(self.bad_state(status, "start"));
+        }
+        let fifo = self.dir().join(EXEC_FIFO);
+        // Non-blocking: the init holds the fifo open for reading while it waits, so opening
+        // fails at once (ENXIO) instead of hanging when the init is gone.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&fifo)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENXIO) => Error::Init("container init is not running".into()),
+                _ => anyhow::Error::new(e)
+                    .context(format!("open {}", fifo.display()))
+                    .into(),
+            })?;
+        f.write_all(b"0").context("release the container init")?;
+        self.state.started = true;
+        self.state.save(&self.dir())?;
+        let poststart = self
+            .state
+            .hooks
+            .as_ref()
+            .and_then(|h| h.poststart().clone());
+        if let Some(list) = poststart {
+            if let Err(e) = hooks::run("poststart", &list, &self.hook_state("running")) {
+                log::warn!("container {}: {e:#}", self.state.id);
+            }
+        }
+        Ok(())
     }
 
     /// Send `signal` to the init, or with `all` to every process of the container.
     pub fn kill(&self, signal: i32, all: bool) -> Result<()> {
-        let _ = (signal, all);
-        Err(anyhow::anyhow!("kill: not implemented").into())
+        let sig = Signal::try_from(signal)
+            .map_err(|_| Error::invalid(format!("invalid signal {signal}")))?;
+        if all {
+            return self.cgroup().kill_all(sig);
+        }
+        if !self.state.init_alive() {
+            return Err(self.bad_state(Status::Stopped, "kill"));
+        }
+        match signal::kill(Pid::from_raw(self.state.pid), sig) {
+            Ok(()) | Err(nix::Error::ESRCH) => Ok(()),
+            Err(e) => Err(anyhow::Error::new(e)
+                .context(format!("send {sig} to {}", self.state.pid))
+                .into()),
+        }
     }
 
     /// Remove the container: with `force` kill what still runs; then cgroup, state directory,
-    /// poststop hooks. Deleting a container that is already gone is not an error.
+    /// poststop hooks. A running container without `force` is refused.
     pub fn delete(self, force: bool) -> Result<()> {
-        let _ = force;
-        Err(anyhow::anyhow!("delete: not implemented").into())
+        let status = self.status();
+        if matches!(status, Status::Running | Status::Paused) && !force {
+            return Err(self.bad_state(status, "delete"));
+        }
+        kill_and_remove(self.state.pid, self.state.pid_start, self.cgroup())?;
+        let poststop = self.state.hooks.as_ref().and_then(|h| h.poststop().clone());
+        if let Some(list) = poststop {
+            if let Err(e) = hooks::run("poststop", &list, &self.hook_state("stopped")) {
+                log::warn!("container {}: {e:#}", self.state.id);
+            }
+        }
+        remove_dir(&self.dir())
     }
 
     /// The current status (checks that the init still lives).
     pub fn status(&self) -> Status {
-        Status::Stopped
+        if !self.state.init_alive() {
+            Status::Stopped
+        } else if !self.state.started {
+            Status::Created
+        } else if self.cgroup().is_frozen().unwrap_or(false) {
+            Status::Paused
+        } else {
+            Status::Running
+        }
     }
 
     /// Pids of every process in the container.
     pub fn pids(&self) -> Result<Vec<i32>> {
-        Err(anyhow::anyhow!("pids: not implemented").into())
+        self.cgroup().pids()
+    }
+
+    /// The container's cgroup.
+    pub fn cgroup_manager(&self) -> &CgroupManager {
+        self.cgroup()
     }
 
     /// Host pid of the container's init.
@@ -93,8 +232,297 @@ impl Container {
         &self.state.id
     }
 
+    /// Bundle path.
+    pub fn bundle(&self) -> &Path {
+        &self.state.bundle
+    }
+
     /// Runtime root this container lives under.
-    pub fn root(&self) -> &std::path::Path {
+    pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    fn bad_state(&self, status: Status, op: &'static str) -> Error {
+        Error::BadState {
+            id: self.state.id.clone(),
+            status: status.to_string(),
+            op,
+        }
+    }
+
+    fn hook_state<'a>(&'a self, status: &'a str) -> HookState<'a> {
+        HookState {
+            oci_version: "1.0.2",
+            id: &self.state.id,
+            status,
+            pid: (status != "stopped").then_some(self.state.pid),
+            bundle: &self.state.bundle,
+            annotations: &self.state.annotations,
+        }
+    }
+}
+
+/// What a failed create must take back, in reverse order of creation.
+struct Undo {
+    dir: Option<PathBuf>,
+    pid: i32,
+    cgroup: Option<CgroupManager>,
+}
+
+impl Undo {
+    fn disarm(&mut self) {
+        self.dir = None;
+        self.pid = 0;
+        self.cgroup = None;
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if self.pid > 0 {
+            let _ = signal::kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+        }
+        if let Some(cg) = self.cgroup.take() {
+            if let Err(e) = kill_and_remove(self.pid, 0, &cg) {
+                log::warn!("undo create: {e:#}");
+            }
+        } else if self.pid > 0 {
+            wait_gone(self.pid, 0);
+        }
+        if let Some(dir) = self.dir.take() {
+            if let Err(e) = remove_dir(&dir) {
+                log::warn!("undo create: {e:#}");
+            }
+        }
+    }
+}
+
+/// The body of create, after the state directory exists; `undo` learns each thing made.
+fn create_in(spec: &Spec, opts: CreateOptions, dir: &Path, undo: &mut Undo) -> Result<State> {
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| Error::invalid("linux: missing"))?;
+    let plan = namespaces::plan(linux)?;
+    let fifo = dir.join(EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .with_context(|| format!("create exec fifo {}", fifo.display()))?;
+    // The init opens it after switching to the container's user: let any user write into it.
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o622))
+        .with_context(|| format!("chmod {}", fifo.display()))?;
+    let cgroup = CgroupManager::new(linux.cgroups_path().as_deref(), &opts.id)?;
+
+    // Step 0: start the first child with the init pipe at INIT_PIPE_FD.
+    let (mut pipe, child_end) = sync::pair()?;
+    let mut first =
+        reaper::spawn(&mut init_command(&opts, &child_end)?).context("start the container init")?;
+    drop(child_end);
+
+    // Steps 1-4.
+    pipe.send(&ToInit::Bootstrap(Bootstrap {
+        join: plan.join.clone(),
+        clone_flags: plan.clone_flags,
+        uid_map: namespaces::id_maps(linux.uid_mappings()),
+        gid_map: namespaces::id_maps(linux.gid_mappings()),
+    }))?;
+    let mut msg = pipe.recv()?;
+    if let FromInit::UserNsReady { pid } = msg {
+        write_id_maps(pid, linux)?;
+        pipe.send(&ToInit::MappingsWritten)?;
+        msg = pipe.recv()?;
+    }
+    let FromInit::Pid { pid } = msg else {
+        return Err(anyhow::anyhow!("init pipe: expected Pid, got {msg:?}").into());
+    };
+    undo.pid = pid;
+    // The first child exits right after reporting; its status carries nothing.
+    let _ = first.wait_timeout(Some(Duration::from_secs(2)));
+    let (pid_start, _) = state::proc_start(pid).context("container init died at once")?;
+    cgroup.apply(pid)?;
+    undo.cgroup = Some(cgroup.clone());
+    let state = State {
+        id: opts.id.clone(),
+        bundle: opts.bundle.clone(),
+        pid,
+        pid_start,
+        started: false,
+        cgroup: cgroup.clone(),
+        hooks: spec.hooks().clone(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+    };
+    state.save(dir)?;
+
+    // Steps 5-10.
+    let rootfs = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .unwrap_or_default();
+    pipe.send(&ToInit::Config(Box::new(InitConfig {
+        spec: spec.clone(),
+        rootfs,
+        exec_fifo: fifo,
+        id: opts.id.clone(),
+        bundle: opts.bundle.clone(),
+    })))?;
+    drive_sync(&mut pipe, spec, &state, &cgroup)?;
+    state.save(dir)?;
+    Ok(state)
+}
+
+/// Steps 6-10: answer the init until it reports `Created`.
+fn drive_sync(
+    pipe: &mut ParentEnd,
+    spec: &Spec,
+    state: &State,
+    cgroup: &CgroupManager,
+) -> Result<()> {
+    loop {
+        match pipe.recv()? {
+            FromInit::Hooks => {
+                let st = HookState {
+                    oci_version: "1.0.2",
+                    id: &state.id,
+                    status: "creating",
+                    pid: Some(state.pid),
+                    bundle: &state.bundle,
+                    annotations: &state.annotations,
+                };
+                let h = spec.hooks().clone().unwrap_or_default();
+                hooks::run("prestart", h.prestart().as_deref().unwrap_or_default(), &st)?;
+                hooks::run(
+                    "createRuntime",
+                    h.create_runtime().as_deref().unwrap_or_default(),
+                    &st,
+                )?;
+                pipe.send(&ToInit::Resume)?;
+            }
+            FromInit::Ready => {
+                if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+                    cgroup.set(&with_default_devices(res))?;
+                }
+                if let Some(process) = spec.process() {
+                    if let Some(adj) = process.oom_score_adj() {
+                        security::set_oom_score_adj(state.pid, adj)?;
+                    }
+                    security::set_rlimits(
+                        state.pid,
+                        process.rlimits().as_deref().unwrap_or_default(),
+                    )?;
+                }
+                pipe.send(&ToInit::Run)?;
+            }
+            FromInit::Created => return Ok(()),
+            other => return Err(anyhow::anyhow!("init pipe: unexpected {other:?}").into()),
+        }
+    }
+}
+
+/// The spec's resources with the devices every container needs (null, zero, full, tty, random,
+/// urandom, pts, ptmx) allowed after the spec's own device rules, as runc does.
+fn with_default_devices(
+    res: &oci_spec::runtime::LinuxResources,
+) -> oci_spec::runtime::LinuxResources {
+    let mut res = res.clone();
+    if let Some(rules) = res.devices().clone() {
+        let mut rules = rules;
+        rules.extend(crate::cgroups::devices::default_allowed());
+        res.set_devices(Some(rules));
+    }
+    res
+}
+
+/// `<exe> init` with a clean environment, the container's stdio and the init pipe at fd 3.
+fn init_command(opts: &CreateOptions, child_end: &OwnedFd) -> Result<Command> {
+    let stdio = |fd: &Option<OwnedFd>| -> Result<std::process::Stdio> {
+        Ok(match fd {
+            Some(fd) => std::process::Stdio::from(fd.try_clone().context("dup container stdio")?),
+            None => std::process::Stdio::null(),
+        })
+    };
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0("myshim")
+        .arg("init")
+        .env_clear()
+        .env(INIT_PIPE_ENV, INIT_PIPE_FD.to_string())
+        .current_dir(&opts.bundle)
+        .stdin(stdio(&opts.stdio.stdin)?)
+        .stdout(stdio(&opts.stdio.stdout)?)
+        .stderr(stdio(&opts.stdio.stderr)?);
+    let raw = child_end.as_raw_fd();
+    // SAFETY: the closure runs in the forked child before exec and only calls the
+    // async-signal-safe dup2/fcntl; the caller keeps `child_end` open until after spawn, so
+    // `raw` is valid when the child runs.
+    unsafe {
+        cmd.pre_exec(move || {
+            if raw == INIT_PIPE_FD {
+                if libc::fcntl(raw, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(raw, INIT_PIPE_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(cmd)
+}
+
+fn write_id_maps(pid: i32, linux: &oci_spec::runtime::Linux) -> Result<()> {
+    let uid = namespaces::map_text(&namespaces::id_maps(linux.uid_mappings()));
+    let gid = namespaces::map_text(&namespaces::id_maps(linux.gid_mappings()));
+    std::fs::write(format!("/proc/{pid}/uid_map"), uid).context("write uid_map")?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), gid).context("write gid_map")?;
+    Ok(())
+}
+
+/// Kill the init and everything in its cgroup, wait until they are gone, remove the cgroup.
+fn kill_and_remove(pid: i32, pid_start: u64, cgroup: &CgroupManager) -> Result<()> {
+    if pid > 0
+        && state::proc_start(pid)
+            .is_some_and(|(s, alive)| alive && (pid_start == 0 || s == pid_start))
+    {
+        let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    // A frozen cgroup would keep SIGKILLed processes alive.
+    let _ = cgroup.thaw();
+    let deadline = Instant::now() + KILL_WAIT;
+    loop {
+        let pids = cgroup.pids().unwrap_or_default();
+        if pids.is_empty() {
+            break;
+        }
+        let _ = cgroup.kill_all(Signal::SIGKILL);
+        if Instant::now() > deadline {
+            return Err(anyhow::anyhow!("processes {pids:?} survived SIGKILL").into());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    if pid > 0 {
+        wait_gone(pid, pid_start);
+    }
+    cgroup.destroy()
+}
+
+/// Wait (bounded) until `pid` is dead or a zombie.
+fn wait_gone(pid: i32, pid_start: u64) {
+    let deadline = Instant::now() + KILL_WAIT;
+    while Instant::now() < deadline {
+        match state::proc_start(pid) {
+            Some((s, true)) if pid_start == 0 || s == pid_start => {
+                std::thread::sleep(Duration::from_millis(2))
+            }
+            _ => return,
+        }
+    }
+}
+
+fn remove_dir(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow::Error::new(e)
+            .context(format!("remove {}", dir.display()))
+            .into()),
     }
 }

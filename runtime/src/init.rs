@@ -1,1 +1,253 @@
-//! TODO
+//! The init side: what runs in the re-executed `<exe> init` process.
+//!
+//! The parent starts it with the init pipe at fd [`INIT_PIPE_FD`] (named by the environment
+//! variable [`INIT_PIPE_ENV`]) and the container's stdio at fds 0-2. It follows the protocol in
+//! [`crate::sync`]: the first child joins and creates namespaces, forks the container's init and
+//! exits; the init builds the container's filesystem and credentials, reports `Created`, waits on
+//! the exec fifo for start and execs the user's process. Every failure is sent to the parent
+//! with its cause. This code runs single-threaded: no threads may be started here.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+
+use anyhow::{anyhow, Context};
+use nix::unistd::{ForkResult, Gid, Uid};
+use oci_spec::runtime::Spec;
+
+use crate::hooks::{self, HookState};
+use crate::sync::{FromInit, InitConfig, InitEnd, ToInit};
+use crate::{namespaces, rootfs, security};
+
+/// Environment variable that names the init pipe's fd.
+pub const INIT_PIPE_ENV: &str = "_MYSHIM_INITPIPE";
+/// The fd number the parent puts the init pipe at.
+pub const INIT_PIPE_FD: i32 = 3;
+
+/// Entry point of `<exe> init`. Never returns: it execs the container's process or exits.
+pub fn main() -> ! {
+    let fd = std::env::var(INIT_PIPE_ENV)
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok());
+    let Some(fd) = fd else {
+        eprintln!(
+            "myshim init: {INIT_PIPE_ENV} is not set; this command is run by the runtime only"
+        );
+        std::process::exit(2);
+    };
+    // Nothing but stdio may reach the container's process: mark every other fd close-on-exec.
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on our own descriptors.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    // SAFETY: the parent passed the init pipe at `fd`; nothing else in this process owns it.
+    let mut pipe = unsafe { InitEnd::from_raw(fd) };
+    let err = match first_child(&mut pipe) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let message = format!("{err:#}");
+    if pipe
+        .send(&FromInit::Error {
+            message: message.clone(),
+        })
+        .is_err()
+    {
+        // The parent is gone (or the pipe was already closed after `Created`): stderr is all
+        // that is left.
+        eprintln!("myshim init: {message}");
+    }
+    std::process::exit(1);
+}
+
+/// Steps 1-4: namespaces, then fork the container's init.
+fn first_child(pipe: &mut InitEnd) -> anyhow::Result<Infallible> {
+    let ToInit::Bootstrap(boot) = pipe.expect("Bootstrap")? else {
+        unreachable!("expect checked the variant")
+    };
+    for ns in &boot.join {
+        namespaces::join(ns)?;
+    }
+    if boot.clone_flags & libc::CLONE_NEWUSER != 0 {
+        namespaces::unshare(libc::CLONE_NEWUSER)?;
+        pipe.send(&FromInit::UserNsReady {
+            pid: std::process::id() as i32,
+        })?;
+        pipe.expect("MappingsWritten")?;
+        nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .context("become root gid in the user namespace")?;
+        nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .context("become root in the user namespace")?;
+    }
+    // The cgroup namespace is created by the init once it is in its cgroup (step 5).
+    namespaces::unshare(boot.clone_flags & !(libc::CLONE_NEWUSER | libc::CLONE_NEWCGROUP))?;
+    // SAFETY: this process is single-threaded (the re-executed init starts no threads), so the
+    // child may run arbitrary code after fork.
+    match unsafe { nix::unistd::fork() }.context("fork the container init")? {
+        ForkResult::Parent { child } => {
+            pipe.send(&FromInit::Pid {
+                pid: child.as_raw(),
+            })?;
+            // SAFETY: _exit ends this process at once; nothing needs flushing.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Child => container_init(pipe, boot.clone_flags & libc::CLONE_NEWCGROUP != 0),
+    }
+}
+
+/// Steps 5-10 and exec, in the container's init.
+fn container_init(pipe: &mut InitEnd, new_cgroupns: bool) -> anyhow::Result<Infallible> {
+    let ToInit::Config(cfg) = pipe.expect("Config")? else {
+        unreachable!("expect checked the variant")
+    };
+    let InitConfig {
+        spec,
+        rootfs,
+        exec_fifo,
+        id,
+        bundle,
+    } = *cfg;
+    if new_cgroupns {
+        namespaces::unshare(libc::CLONE_NEWCGROUP)?;
+    }
+    nix::unistd::setsid().context("setsid")?;
+    rootfs::prepare(&spec, &rootfs)?;
+    // Opened before pivot_root and before dropping privileges; read-write so that opening never
+    // blocks and start can write into it from any process.
+    let fifo = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&exec_fifo)
+        .with_context(|| format!("open exec fifo {}", exec_fifo.display()))?;
+    let hooks = spec.hooks().clone().unwrap_or_default();
+    let runtime_hooks =
+        hooks.prestart().iter().flatten().count() + hooks.create_runtime().iter().flatten().count();
+    if runtime_hooks > 0 {
+        pipe.send(&FromInit::Hooks)?;
+        pipe.expect("Resume")?;
+    }
+    let annotations = spec.annotations().clone().unwrap_or_default();
+    let pid = std::process::id() as i32;
+    let state = |status| HookState {
+        oci_version: "1.0.2",
+        id: &id,
+        status,
+        pid: Some(pid),
+        bundle: &bundle,
+        annotations: &annotations,
+    };
+    hooks::run(
+        "createContainer",
+        hooks.create_container().as_deref().unwrap_or_default(),
+        &state("created"),
+    )?;
+    rootfs::pivot(&rootfs)?;
+    set_names(&spec)?;
+    set_sysctls(&spec)?;
+    rootfs::finalize(&spec)?;
+    pipe.send(&FromInit::Ready)?;
+    pipe.expect("Run")?;
+
+    let process = spec.process().as_ref().context("process: missing")?;
+    security::finalize_credentials(process)?;
+    let cwd = process.cwd();
+    nix::unistd::chdir(cwd).map_err(|e| {
+        anyhow!(
+            "chdir to cwd ({:?}) set in config.json failed: {}",
+            cwd,
+            e.desc()
+        )
+    })?;
+    let args = process.args().clone().unwrap_or_default();
+    let mut env = process.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", home_of(process.user().uid())));
+    }
+    let arg0 = args.first().context("process.args: empty")?;
+    let exe = security::find_executable(arg0, &env).map_err(|m| anyhow!(m))?;
+    let c = |s: &[u8]| CString::new(s).context("argument contains a NUL byte");
+    let c_exe = c(exe.as_os_str().as_bytes())?;
+    let c_args = args
+        .iter()
+        .map(|a| c(a.as_bytes()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let c_env = env
+        .iter()
+        .map(|e| c(e.as_bytes()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    pipe.send(&FromInit::Created)?;
+    // From here on the parent no longer listens: errors go to the container's stderr.
+    pipe.close();
+    wait_for_start(fifo)?;
+    hooks::run(
+        "startContainer",
+        hooks.start_container().as_deref().unwrap_or_default(),
+        &state("running"),
+    )?;
+    let err = nix::unistd::execve(&c_exe, &c_args, &c_env).unwrap_err();
+    Err(anyhow!("exec {:?}: {}", exe, err.desc()))
+}
+
+/// Block until start writes into the exec fifo.
+fn wait_for_start(mut fifo: std::fs::File) -> anyhow::Result<()> {
+    let mut byte = [0u8; 1];
+    loop {
+        match fifo.read(&mut byte) {
+            Ok(1) => return Ok(()),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).context("wait on the exec fifo"),
+        }
+    }
+}
+
+fn set_names(spec: &Spec) -> anyhow::Result<()> {
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(h).with_context(|| format!("set hostname {h:?}"))?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        // SAFETY: d points to d.len() valid bytes for the duration of the call.
+        let rc = unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("set domainname {d:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn set_sysctls(spec: &Spec) -> anyhow::Result<()> {
+    let sysctls = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.sysctl().clone())
+        .unwrap_or_default();
+    for (key, value) in &sysctls {
+        if key.contains("..") || key.contains('/') && key.contains('.') {
+            return Err(anyhow!("linux.sysctl: invalid key {key:?}"));
+        }
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value).with_context(|| format!("set sysctl {key}={value}"))?;
+    }
+    Ok(())
+}
+
+/// The home directory of `uid` from the container's /etc/passwd, or `/`.
+fn home_of(uid: u32) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[5].to_string())
+        })
+        .next()
+        .unwrap_or_else(|| "/".to_string())
+}

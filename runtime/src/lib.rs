@@ -12,6 +12,7 @@ pub mod error;
 pub mod hooks;
 pub mod init;
 pub mod namespaces;
+pub mod reaper;
 pub mod rootfs;
 pub mod security;
 pub mod spec;

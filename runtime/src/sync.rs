@@ -1,1 +1,320 @@
-//! TODO
+//! The init pipe: a `SOCK_STREAM` socketpair between the parent (the runtime inside the shim)
+//! and the re-executed init. Each message is a little-endian `u32` length followed by that many
+//! bytes of JSON. Each direction has its own message enum and its own end type, so a side can
+//! only send what that side may send.
+//!
+//! The whole protocol, in order (`P` = parent, `I` = init; "first child" is the re-executed
+//! process, "init" the child it forks, which becomes the container's pid 1):
+//!
+//! | step | sender      | message             | the receiver then                                        |
+//! |------|-------------|---------------------|----------------------------------------------------------|
+//! | 1    | P           | `Bootstrap`         | first child joins the namespace paths, creates the new ones |
+//! | 2    | first child | `UserNsReady{pid}`  | (only with a new user namespace) P writes uid/gid maps    |
+//! | 3    | P           | `MappingsWritten`   | first child becomes root in the user namespace, goes on   |
+//! | 4    | first child | `Pid{pid}`          | first child forks the init, reports its host pid, exits; P adopts the pid, applies the cgroup |
+//! | 5    | P           | `Config`            | init unshares its cgroup namespace, mounts the rootfs     |
+//! | 6    | I           | `Hooks`             | (only with prestart/createRuntime hooks) P runs them      |
+//! | 7    | P           | `Resume`            | init runs createContainer hooks, pivot_root, hostname, sysctls, masked/readonly paths |
+//! | 8    | I           | `Ready`             | P writes cgroup limits, oom_score_adj, rlimits            |
+//! | 9    | P           | `Run`               | init sets credentials, capabilities, cwd, finds the binary |
+//! | 10   | I           | `Created`           | init closes its end and waits on the exec fifo for start  |
+//! | any  | I / first child | `Error{message}` | P kills the init, undoes its work, and fails create with `message` |
+//!
+//! An end of file where a message was due means the other side died; the parent reports that
+//! as "init exited without reporting".
+
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Largest message accepted (a config.json is a few KiB; this bounds a corrupt length).
+const MAX_MESSAGE: u32 = 16 << 20;
+
+/// A namespace the init must join by path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NsPath {
+    /// clone flag of the namespace (`CLONE_NEWNET`, ...)
+    pub flag: i32,
+    /// e.g. `/proc/1234/ns/net`
+    pub path: PathBuf,
+}
+
+/// One line of a uid or gid map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMap {
+    /// id inside the namespace
+    pub container_id: u32,
+    /// id on the host
+    pub host_id: u32,
+    /// how many ids
+    pub size: u32,
+}
+
+/// What the first child needs to set up namespaces (step 1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bootstrap {
+    /// Namespaces to join, user namespace first.
+    pub join: Vec<NsPath>,
+    /// Clone flags of the namespaces to create (the cgroup namespace is created later, by the
+    /// init, once it is in its cgroup).
+    pub clone_flags: i32,
+    /// uid map of a new user namespace
+    pub uid_map: Vec<IdMap>,
+    /// gid map of a new user namespace
+    pub gid_map: Vec<IdMap>,
+}
+
+/// What the init needs to build the container (step 5).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitConfig {
+    /// The validated spec.
+    pub spec: oci_spec::runtime::Spec,
+    /// Absolute rootfs path.
+    pub rootfs: PathBuf,
+    /// The exec fifo in the state directory.
+    pub exec_fifo: PathBuf,
+    /// Container id (for hooks' state).
+    pub id: String,
+    /// Bundle path (for hooks' state).
+    pub bundle: PathBuf,
+}
+
+/// Messages the parent sends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ToInit {
+    /// step 1
+    Bootstrap(Bootstrap),
+    /// step 3
+    MappingsWritten,
+    /// step 5
+    Config(Box<InitConfig>),
+    /// step 7
+    Resume,
+    /// step 9
+    Run,
+}
+
+/// Messages the first child and the init send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FromInit {
+    /// step 2: the first child created a user namespace
+    UserNsReady {
+        /// host pid of the first child
+        pid: i32,
+    },
+    /// step 4: host pid of the init
+    Pid {
+        /// host pid
+        pid: i32,
+    },
+    /// step 6
+    Hooks,
+    /// step 8
+    Ready,
+    /// step 10
+    Created,
+    /// the init failed; the text goes to the user verbatim
+    Error {
+        /// what failed, with its cause
+        message: String,
+    },
+}
+
+/// Create the socketpair: (parent end, init end). Both are close-on-exec; the caller makes the
+/// init's end survive exec by duplicating it to the fd number it passes to the child.
+pub fn pair() -> Result<(ParentEnd, OwnedFd)> {
+    let (a, b) = UnixStream::pair().context("create init pipe")?;
+    Ok((ParentEnd(a), OwnedFd::from(b)))
+}
+
+fn write_msg<T: Serialize>(stream: &mut UnixStream, msg: &T) -> anyhow::Result<()> {
+    let body = serde_json::to_vec(msg).context("encode message")?;
+    let len = u32::try_from(body.len()).context("message too large")?;
+    let mut buf = Vec::with_capacity(body.len() + 4);
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(&body);
+    stream.write_all(&buf).context("write to init pipe")
+}
+
+/// `Ok(None)` on a clean end of file before a message starts.
+fn read_msg<T: DeserializeOwned>(stream: &mut UnixStream) -> anyhow::Result<Option<T>> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < len.len() {
+        let n = stream
+            .read(&mut len[got..])
+            .context("read from init pipe")?;
+        if n == 0 {
+            if got == 0 {
+                return Ok(None);
+            }
+            bail!("init pipe closed inside a message header");
+        }
+        got += n;
+    }
+    let len = u32::from_le_bytes(len);
+    if len > MAX_MESSAGE {
+        bail!("init pipe message of {len} bytes is too large");
+    }
+    let mut body = vec![0u8; len as usize];
+    stream
+        .read_exact(&mut body)
+        .context("read from init pipe")?;
+    Ok(Some(
+        serde_json::from_slice(&body).context("decode init pipe message")?,
+    ))
+}
+
+/// The parent's end: sends [`ToInit`], receives [`FromInit`].
+#[derive(Debug)]
+pub struct ParentEnd(UnixStream);
+
+impl ParentEnd {
+    /// Send one message.
+    pub fn send(&mut self, msg: &ToInit) -> Result<()> {
+        Ok(write_msg(&mut self.0, msg)?)
+    }
+
+    /// Receive one message; an `Error` from the init becomes [`Error::Init`], an end of file
+    /// an error that says the init died.
+    pub fn recv(&mut self) -> Result<FromInit> {
+        match read_msg(&mut self.0)? {
+            Some(FromInit::Error { message }) => Err(Error::Init(message)),
+            Some(msg) => Ok(msg),
+            None => Err(Error::Init(
+                "container init exited without reporting".into(),
+            )),
+        }
+    }
+
+    /// Receive and require a given message.
+    pub fn expect(&mut self, want: &FromInit) -> Result<()> {
+        let got = self.recv()?;
+        if &got != want {
+            return Err(anyhow::anyhow!("init pipe: expected {want:?}, got {got:?}").into());
+        }
+        Ok(())
+    }
+}
+
+/// The init's end: receives [`ToInit`], sends [`FromInit`]. Closed after `Created`.
+#[derive(Debug)]
+pub struct InitEnd(Option<UnixStream>);
+
+impl InitEnd {
+    /// Wrap the inherited fd.
+    ///
+    /// # Safety
+    /// `fd` must be an open socket that nothing else owns.
+    pub unsafe fn from_raw(fd: i32) -> Self {
+        // SAFETY: the caller guarantees fd is an open socket owned by no one else.
+        InitEnd(Some(unsafe { UnixStream::from_raw_fd(fd) }))
+    }
+
+    fn stream(&mut self) -> anyhow::Result<&mut UnixStream> {
+        self.0.as_mut().context("init pipe already closed")
+    }
+
+    /// Close the pipe: the parent sees end of file and stops listening.
+    pub fn close(&mut self) {
+        self.0 = None;
+    }
+
+    /// Send one message.
+    pub fn send(&mut self, msg: &FromInit) -> anyhow::Result<()> {
+        write_msg(self.stream()?, msg)
+    }
+
+    /// Receive one message; end of file is an error (the parent gave up).
+    pub fn recv(&mut self) -> anyhow::Result<ToInit> {
+        read_msg(self.stream()?)?.context("parent closed the init pipe")
+    }
+
+    /// Receive and require the message `want` names (compared by variant).
+    pub fn expect(&mut self, want: &str) -> anyhow::Result<ToInit> {
+        let got = self.recv()?;
+        let name = match &got {
+            ToInit::Bootstrap(_) => "Bootstrap",
+            ToInit::MappingsWritten => "MappingsWritten",
+            ToInit::Config(_) => "Config",
+            ToInit::Resume => "Resume",
+            ToInit::Run => "Run",
+        };
+        if name != want {
+            bail!("init pipe: expected {want}, got {name}");
+        }
+        Ok(got)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_cross_the_pipe_in_order() {
+        let (mut parent, child) = pair().unwrap();
+        let mut init = InitEnd(Some(UnixStream::from(child)));
+        let boot = Bootstrap {
+            join: vec![NsPath {
+                flag: libc::CLONE_NEWNET,
+                path: "/proc/1/ns/net".into(),
+            }],
+            clone_flags: libc::CLONE_NEWPID | libc::CLONE_NEWNS,
+            uid_map: vec![],
+            gid_map: vec![IdMap {
+                container_id: 0,
+                host_id: 1000,
+                size: 1,
+            }],
+        };
+        parent.send(&ToInit::Bootstrap(boot.clone())).unwrap();
+        match init.expect("Bootstrap").unwrap() {
+            ToInit::Bootstrap(b) => assert_eq!(b, boot),
+            other => panic!("unexpected {other:?}"),
+        }
+        init.send(&FromInit::Pid { pid: 42 }).unwrap();
+        assert_eq!(parent.recv().unwrap(), FromInit::Pid { pid: 42 });
+        parent.send(&ToInit::Run).unwrap();
+        assert!(init.expect("Resume").is_err());
+    }
+
+    #[test]
+    fn init_error_reaches_parent_verbatim() {
+        let (mut parent, child) = pair().unwrap();
+        let mut init = InitEnd(Some(UnixStream::from(child)));
+        let message = "exec \"nosuch\": No such file or directory".to_string();
+        init.send(&FromInit::Error {
+            message: message.clone(),
+        })
+        .unwrap();
+        match parent.recv() {
+            Err(Error::Init(m)) => assert_eq!(m, message),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn end_of_file_means_init_died() {
+        let (mut parent, child) = pair().unwrap();
+        drop(child);
+        let err = parent.recv().unwrap_err().to_string();
+        assert!(err.contains("exited without reporting"), "{err}");
+    }
+
+    #[test]
+    fn oversized_length_is_refused() {
+        let (parent, child) = pair().unwrap();
+        let mut raw = parent.0;
+        raw.write_all(&(MAX_MESSAGE + 1).to_le_bytes()).unwrap();
+        let mut init = InitEnd(Some(UnixStream::from(child)));
+        assert!(init.recv().is_err());
+    }
+}

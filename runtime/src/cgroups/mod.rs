@@ -1,19 +1,41 @@
 //! Control groups: one manager over cgroup v1 (one hierarchy per controller, as on this hybrid
 //! host) and cgroup v2 (the unified hierarchy). It creates the container's cgroup, joins a pid to
 //! it before that pid can fork, writes the spec's resource limits, lists, freezes and kills its
-//! processes, reads statistics and removes the cgroup again.
+//! processes, reads statistics and removes the cgroup again. cgroupfs is written directly.
 //!
 //! The manager is rebuilt from the spec's `cgroupsPath` alone (see [`CgroupManager::new`]), so a
-//! process that did not create the container can still clean it up.
+//! process that did not create the container can still clean it up — as long as a relative
+//! `cgroupsPath` is resolved from the same cgroup; otherwise keep the serialized manager.
+//!
+//! Modules: [`paths`] finds the hierarchies and resolves the path, [`v1`] and [`v2`] write the
+//! limits, [`convert`] and [`devices`] hold the pure conversions, [`stats`] the statistics,
+//! `files` the cgroupfs primitives.
 
-use std::path::PathBuf;
+pub mod convert;
+pub mod devices;
+mod files;
+pub mod paths;
+pub mod stats;
+mod v1;
+mod v2;
 
+#[cfg(test)]
+mod root_tests;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
+use serde::{Deserialize, Serialize};
 
 use crate::Result;
+use paths::{CgroupMount, CgroupsPath};
+pub use stats::Stats;
 
 /// Which cgroup layout this host has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Layout {
     /// cgroup v1 controllers (possibly with a cgroup2 mount beside them: hybrid).
     V1,
@@ -21,42 +43,316 @@ pub enum Layout {
     V2,
 }
 
+/// The container's cgroup in one hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Hierarchy {
+    /// v1 controllers of the hierarchy (`cpu`, `name=systemd`); empty for cgroup2.
+    controllers: Vec<String>,
+    /// A cgroup2 hierarchy (the only one on v2; the `unified` one on a hybrid host).
+    unified: bool,
+    /// The hierarchy's mount point: nothing at or above it is ever created or removed.
+    mountpoint: PathBuf,
+    /// The container's cgroup directory.
+    dir: PathBuf,
+}
+
+/// v1 hierarchies in order of preference for reading `cgroup.procs`.
+const MAIN_V1: &[&str] = &[
+    "pids",
+    "freezer",
+    "memory",
+    "cpu",
+    "cpuacct",
+    "devices",
+    "blkio",
+    "cpuset",
+    "name=systemd",
+];
+
 /// The cgroup of one container.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CgroupManager {
     layout: Layout,
-    /// The cgroup path relative to each hierarchy's root, e.g. `/myshim/ns/id`.
+    /// The cgroup path relative to the main hierarchy's root, e.g. `/myshim/ns/id`.
     path: PathBuf,
+    /// The container's directory in every hierarchy it joins; the main one first.
+    hierarchies: Vec<Hierarchy>,
 }
 
 impl CgroupManager {
-    /// Resolve the container's cgroup from the spec's `cgroupsPath` (`None`: a default path
-    /// built from `id`). Touches nothing on disk.
-    pub fn new(cgroups_path: Option<&std::path::Path>, id: &str) -> Result<Self> {
-        let _ = (cgroups_path, id);
-        Err(anyhow::anyhow!("cgroups: not implemented").into())
+    /// Resolve the container's cgroup from the spec's `cgroupsPath` (`None` or empty:
+    /// `/myshim/<id>`). An absolute path is used as is below every hierarchy root; a relative
+    /// one below our own cgroup in each hierarchy (`/proc/self/cgroup`), like runc. Systemd
+    /// `slice:prefix:name` paths are refused ([`crate::Error::InvalidConfig`]).
+    ///
+    /// Touches nothing on disk: statfs of /sys/fs/cgroup, and reads /proc/self/mountinfo (v1,
+    /// or v2 with a relative path) and /proc/self/cgroup (relative path) only.
+    pub fn new(cgroups_path: Option<&Path>, id: &str) -> Result<Self> {
+        let spec_path = paths::parse_cgroups_path(cgroups_path, id)?;
+        let layout = detect_layout()?;
+        let relative = matches!(spec_path, CgroupsPath::Relative(_));
+        let proc = if relative {
+            paths::parse_proc_cgroup(&paths::read_proc("/proc/self/cgroup")?)
+        } else {
+            Vec::new()
+        };
+        let mounts: Vec<CgroupMount> = match layout {
+            Layout::V2 => {
+                let root = if relative {
+                    let all = paths::parse_mountinfo(&paths::read_proc("/proc/self/mountinfo")?);
+                    paths::pick_unified(&all)
+                        .filter(|m| m.mountpoint == Path::new(paths::CGROUP_ROOT))
+                        .map(|m| m.root.clone())
+                        .unwrap_or_else(|| PathBuf::from("/"))
+                } else {
+                    PathBuf::from("/")
+                };
+                vec![CgroupMount {
+                    controllers: Vec::new(),
+                    unified: true,
+                    root,
+                    mountpoint: PathBuf::from(paths::CGROUP_ROOT),
+                }]
+            }
+            Layout::V1 => {
+                let all = paths::parse_mountinfo(&paths::read_proc("/proc/self/mountinfo")?);
+                let mut v1: Vec<CgroupMount> = all.iter().filter(|m| !m.unified).cloned().collect();
+                if v1.is_empty() {
+                    return Err(anyhow::anyhow!(
+                        "{} is not cgroup2 and /proc/self/mountinfo lists no cgroup v1 hierarchy",
+                        paths::CGROUP_ROOT
+                    )
+                    .into());
+                }
+                // Main hierarchy first.
+                if let Some(i) = MAIN_V1
+                    .iter()
+                    .find_map(|c| v1.iter().position(|m| m.controllers.iter().any(|x| x == c)))
+                {
+                    v1[..=i].rotate_right(1);
+                }
+                v1.extend(paths::pick_unified(&all).cloned());
+                v1
+            }
+        };
+        let mut hierarchies = Vec::with_capacity(mounts.len());
+        let mut main_path = None;
+        for m in &mounts {
+            let (rel, dir) = paths::resolve(m, &spec_path, paths::own_cgroup(m, &proc))?;
+            main_path.get_or_insert(rel);
+            hierarchies.push(Hierarchy {
+                controllers: m.controllers.clone(),
+                unified: m.unified,
+                mountpoint: m.mountpoint.clone(),
+                dir,
+            });
+        }
+        let path = main_path.unwrap_or_default();
+        Ok(CgroupManager {
+            layout,
+            path,
+            hierarchies,
+        })
     }
 
-    /// Create the cgroup (every hierarchy) and move `pid` into it.
+    /// Create the cgroup (every hierarchy: all v1 ones including named ones, and the cgroup2
+    /// one) and move `pid` into it. On v2 the controllers available at the root are enabled in
+    /// every ancestor's `cgroup.subtree_control`; on v1 new cpuset levels get their parent's
+    /// cpus/mems. On failure the directories made here are removed again (best effort: where
+    /// `pid` already joined, removal fails until it leaves; kill it and call
+    /// [`CgroupManager::destroy`]).
     pub fn apply(&self, pid: i32) -> Result<()> {
-        let _ = pid;
-        Err(anyhow::anyhow!("cgroups: not implemented").into())
+        if pid <= 0 {
+            return Err(crate::Error::invalid(format!(
+                "cannot add pid {pid} to a cgroup"
+            )));
+        }
+        let mut created: Vec<PathBuf> = Vec::new();
+        let result = self.apply_inner(pid, &mut created);
+        if result.is_err() {
+            // Deepest first: `created` is top-down per hierarchy.
+            files::remove_created(&created);
+        }
+        result
+    }
+
+    fn apply_inner(&self, pid: i32, created: &mut Vec<PathBuf>) -> Result<()> {
+        for h in &self.hierarchies {
+            created.extend(files::create_levels(&h.mountpoint, &h.dir)?);
+            if h.controllers.iter().any(|c| c == "cpuset") {
+                v1::fill_cpuset(&h.mountpoint, &h.dir)?;
+            }
+            // On a hybrid host the cgroup2 hierarchy is joined for tracking only; hugetlb is
+            // enabled there when limits ask for it.
+            if h.unified && self.layout == Layout::V2 {
+                v2::enable_controllers(&h.mountpoint, &h.dir, None)?;
+            }
+        }
+        let pid = pid.to_string();
+        for h in &self.hierarchies {
+            files::write(&h.dir, "cgroup.procs", &pid)?;
+        }
+        Ok(())
     }
 
     /// Write the spec's resource limits.
+    ///
+    /// v1: memory (limit/memsw in a kernel-accepted order, soft limit, swappiness, OOM killer;
+    /// kernel memory is ignored), cpu (shares, CFS quota/period/burst, idle, rt), cpuset, pids,
+    /// blkio (weights, throttling), hugetlb, devices (`a` denied, then each rule in order;
+    /// only when `devices` is present). `unified` is refused.
+    ///
+    /// v2: memory.max/low/swap.max (swap converted from memory+swap), cpu.weight (from shares),
+    /// cpu.max, cpuset, pids.max, io.weight/io.max, hugetlb, then `unified` verbatim. Device
+    /// rules are not enforced on v2 yet (that needs an eBPF program): non-default rules are
+    /// logged as a warning and skipped.
     pub fn set(&self, resources: &LinuxResources) -> Result<()> {
-        let _ = resources;
-        Err(anyhow::anyhow!("cgroups: not implemented").into())
+        match self.layout {
+            Layout::V1 => v1::set(&self.hierarchies, resources),
+            Layout::V2 => v2::set(self.main_dir(), resources),
+        }
     }
 
-    /// Every pid in the cgroup (all hierarchies agree; the main one is read).
+    /// Every pid in the cgroup (read from the main hierarchy: v2's, or v1's pids/freezer/
+    /// memory/...). A cgroup that does not exist has no pids.
     pub fn pids(&self) -> Result<Vec<i32>> {
-        Err(anyhow::anyhow!("cgroups: not implemented").into())
+        let Some(text) = files::read_opt(self.main_dir(), "cgroup.procs")? else {
+            return Ok(Vec::new());
+        };
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                l.trim().parse::<i32>().with_context(|| {
+                    format!(
+                        "parse pid {l:?} in {}",
+                        self.main_dir().join("cgroup.procs").display()
+                    )
+                })
+            })
+            .collect::<anyhow::Result<Vec<i32>>>()
+            .map_err(Into::into)
     }
 
-    /// Remove the cgroup directories; a missing cgroup is not an error.
+    /// Freeze every process of the cgroup and wait until the kernel reports it frozen
+    /// (v1 `freezer.state` FROZEN, retried; v2 `cgroup.events` `frozen 1`), a few seconds at
+    /// most: on timeout the cgroup is thawed again and an error returned.
+    pub fn freeze(&self) -> Result<()> {
+        match self.layout {
+            Layout::V1 => v1::freeze(self.freezer_dir()?),
+            Layout::V2 => v2::set_frozen(self.main_dir(), true),
+        }
+    }
+
+    /// Thaw the cgroup (v2: waits for `frozen 0`).
+    pub fn thaw(&self) -> Result<()> {
+        match self.layout {
+            Layout::V1 => v1::thaw(self.freezer_dir()?),
+            Layout::V2 => v2::set_frozen(self.main_dir(), false),
+        }
+    }
+
+    /// Whether the cgroup is frozen (v1 `freezer.state` FROZEN, v2 `cgroup.events` `frozen 1`).
+    /// One file read; a cgroup that does not exist (or has no freezer) is not frozen.
+    pub fn is_frozen(&self) -> Result<bool> {
+        match self.layout {
+            Layout::V1 => {
+                let Some(dir) = v1::dir_of(&self.hierarchies, "freezer") else {
+                    return Ok(false);
+                };
+                let state = files::read_opt(dir, "freezer.state")?;
+                Ok(state.is_some_and(|s| s.trim() == "FROZEN"))
+            }
+            Layout::V2 => {
+                let events = files::read_opt(self.main_dir(), "cgroup.events")?;
+                Ok(events
+                    .is_some_and(|e| stats::parse_flat_keyed(&e).get("frozen").copied() == Some(1)))
+            }
+        }
+    }
+
+    /// Send `signal` to every process of the cgroup; processes that are already gone (ESRCH)
+    /// are fine, as is a cgroup that does not exist. SIGKILL uses `cgroup.kill` on v2 when the
+    /// kernel has it; on v1 the cgroup is frozen around a SIGKILL (when the freezer is there)
+    /// so that forking processes cannot escape, and left thawed so that the kills land. Our own
+    /// pid, should it be listed, is never signalled.
+    pub fn kill_all(&self, signal: Signal) -> Result<()> {
+        if !self.main_dir().exists() {
+            return Ok(());
+        }
+        if signal == Signal::SIGKILL && self.layout == Layout::V2 && v2::kill(self.main_dir())? {
+            return Ok(());
+        }
+        let freezer = match self.layout {
+            Layout::V1 if signal == Signal::SIGKILL => {
+                v1::dir_of(&self.hierarchies, "freezer").filter(|d| d.exists())
+            }
+            _ => None,
+        };
+        if let Some(dir) = freezer {
+            if let Err(e) = v1::freeze(dir) {
+                log::warn!("cgroups: kill_all: {e:#}; signalling without freezing");
+            }
+        }
+        let result = self.signal_pids(signal);
+        if let Some(dir) = freezer {
+            if let Err(e) = v1::thaw(dir) {
+                log::warn!("cgroups: kill_all: {e:#}");
+            }
+        }
+        result
+    }
+
+    fn signal_pids(&self, signal: Signal) -> Result<()> {
+        let me = std::process::id();
+        let mut first_error = None;
+        for pid in self.pids()? {
+            if pid <= 0 || u32::try_from(pid) == Ok(me) {
+                log::warn!("cgroups: kill_all: not signalling pid {pid}");
+                continue;
+            }
+            match nix::sys::signal::kill(Pid::from_raw(pid), signal) {
+                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                Err(e) => {
+                    let e = anyhow::Error::from(e).context(format!("send {signal} to pid {pid}"));
+                    log::warn!("cgroups: {e:#}");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Resource usage statistics.
+    pub fn stats(&self) -> Result<Stats> {
+        let main = self.main_dir();
+        if !main.exists() {
+            return Err(anyhow::anyhow!("cgroup {} does not exist", main.display()).into());
+        }
+        match self.layout {
+            Layout::V1 => stats::read_v1(&self.hierarchies),
+            Layout::V2 => stats::read_v2(main),
+        }
+    }
+
+    /// Remove the container's cgroup directory (with any cgroups the container made below it)
+    /// in every hierarchy; parents are left alone. A missing cgroup is not an error; a busy
+    /// one (processes still exiting) is retried for a short while. Every hierarchy is tried;
+    /// the first error is returned.
     pub fn destroy(&self) -> Result<()> {
-        Err(anyhow::anyhow!("cgroups: not implemented").into())
+        let mut first_error = None;
+        for h in &self.hierarchies {
+            if let Err(e) = files::remove_tree(&h.dir) {
+                log::warn!("cgroups: {e:#}");
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     /// Layout of this manager.
@@ -64,8 +360,40 @@ impl CgroupManager {
         self.layout
     }
 
-    /// Path relative to the hierarchy roots.
+    /// Path relative to the hierarchy roots (of the main hierarchy: with a relative
+    /// `cgroupsPath` on v1 it can differ between hierarchies, see [`CgroupManager::dirs`]).
     pub fn path(&self) -> &std::path::Path {
         &self.path
     }
+
+    /// The container's cgroup directory in every hierarchy, the main one first.
+    pub fn dirs(&self) -> impl Iterator<Item = &Path> {
+        self.hierarchies.iter().map(|h| h.dir.as_path())
+    }
+
+    /// The directory `pids()` and `stats()` read first.
+    fn main_dir(&self) -> &Path {
+        self.hierarchies
+            .first()
+            .map(|h| h.dir.as_path())
+            .unwrap_or_else(|| Path::new("/nonexistent-cgroup"))
+    }
+
+    fn freezer_dir(&self) -> Result<&Path> {
+        v1::dir_of(&self.hierarchies, "freezer")
+            .ok_or_else(|| anyhow::anyhow!("no cgroup v1 freezer hierarchy is mounted").into())
+    }
+}
+
+/// v2 when /sys/fs/cgroup is a cgroup2 mount, else v1 (or hybrid).
+fn detect_layout() -> Result<Layout> {
+    let fs = nix::sys::statfs::statfs(paths::CGROUP_ROOT)
+        .with_context(|| format!("statfs {}", paths::CGROUP_ROOT))?;
+    Ok(
+        if fs.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC {
+            Layout::V2
+        } else {
+            Layout::V1
+        },
+    )
 }

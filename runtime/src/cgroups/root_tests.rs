@@ -1,0 +1,207 @@
+//! Hand-run sanity checks on a real cgroup v1 host (need root; `#[ignore]`d):
+//! `cargo test -p myshim-runtime --lib cgroups::root_tests -- --ignored --test-threads=1`.
+//! They use relative cgroup paths, so everything is created below the test's own cgroups, and
+//! they remove all of it again.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nix::sys::signal::Signal;
+use oci_spec::runtime::{
+    LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemoryBuilder,
+    LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
+};
+
+use super::*;
+
+fn v1_root() -> bool {
+    if !nix::unistd::geteuid().is_root() || detect_layout().ok() != Some(Layout::V1) {
+        eprintln!("skipped: needs root on a cgroup v1 host");
+        return false;
+    }
+    true
+}
+
+fn read(dir: &Path, file: &str) -> String {
+    fs::read_to_string(dir.join(file))
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.join(file).display()))
+        .trim()
+        .to_string()
+}
+
+fn dir_with(mgr: &CgroupManager, controller: &str) -> PathBuf {
+    v1::dir_of(&mgr.hierarchies, controller)
+        .unwrap_or_else(|| panic!("no {controller} hierarchy"))
+        .to_path_buf()
+}
+
+fn resources(limit: i64, swap: Option<i64>) -> LinuxResources {
+    let mut memory = LinuxMemoryBuilder::default().limit(limit);
+    if let Some(swap) = swap {
+        memory = memory.swap(swap);
+    }
+    LinuxResourcesBuilder::default()
+        .memory(memory.build().unwrap())
+        .pids(LinuxPidsBuilder::default().limit(10).build().unwrap())
+        .cpu(
+            LinuxCpuBuilder::default()
+                .shares(512u64)
+                .quota(50_000i64)
+                .period(100_000u64)
+                .cpus("0")
+                .build()
+                .unwrap(),
+        )
+        .devices(vec![
+            LinuxDeviceCgroupBuilder::default()
+                .allow(false)
+                .access("rwm")
+                .build()
+                .unwrap(),
+            LinuxDeviceCgroupBuilder::default()
+                .allow(true)
+                .typ(LinuxDeviceType::C)
+                .major(1)
+                .minor(3)
+                .access("rwm")
+                .build()
+                .unwrap(),
+        ])
+        .build()
+        .unwrap()
+}
+
+/// Remove the test's parent cgroups (the manager removes only the leaf).
+fn remove_parents(mgr: &CgroupManager) {
+    for dir in mgr.dirs() {
+        if let Some(parent) = dir.parent() {
+            let _ = fs::remove_dir(parent);
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v1 host; run by hand"]
+fn v1_sleep_child_lifecycle() {
+    if !v1_root() {
+        return;
+    }
+    let rel = format!("myshim-selftest-{}/c1", std::process::id());
+    let mgr = CgroupManager::new(Some(Path::new(&rel)), "unused").unwrap();
+    assert_eq!(mgr.layout(), Layout::V1);
+    // Serialisable: the state file may hold it.
+    let json = serde_json::to_string(&mgr).unwrap();
+    assert_eq!(serde_json::from_str::<CgroupManager>(&json).unwrap(), mgr);
+
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = i32::try_from(child.id()).unwrap();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        mgr.apply(pid).unwrap();
+        assert_eq!(mgr.pids().unwrap(), vec![pid]);
+        let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        for line in own.lines() {
+            assert!(line.ends_with(&format!("/{rel}")), "not joined: {line}");
+        }
+
+        mgr.set(&resources(64 << 20, None)).unwrap();
+        let memory = dir_with(&mgr, "memory");
+        assert_eq!(
+            read(&memory, "memory.limit_in_bytes"),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(read(&dir_with(&mgr, "pids"), "pids.max"), "10");
+        let cpu = dir_with(&mgr, "cpu");
+        assert_eq!(read(&cpu, "cpu.shares"), "512");
+        assert_eq!(read(&cpu, "cpu.cfs_quota_us"), "50000");
+        assert_eq!(read(&dir_with(&mgr, "cpuset"), "cpuset.cpus"), "0");
+        assert_eq!(
+            read(&dir_with(&mgr, "devices"), "devices.list"),
+            "c 1:3 rwm"
+        );
+
+        // memsw ordering: raise both above the current limit, then lower both.
+        if memory.join("memory.memsw.limit_in_bytes").exists() {
+            mgr.set(&resources(128 << 20, Some(256 << 20))).unwrap();
+            assert_eq!(
+                read(&memory, "memory.limit_in_bytes"),
+                (128u64 << 20).to_string()
+            );
+            assert_eq!(
+                read(&memory, "memory.memsw.limit_in_bytes"),
+                (256u64 << 20).to_string()
+            );
+            mgr.set(&resources(32 << 20, Some(48 << 20))).unwrap();
+            assert_eq!(
+                read(&memory, "memory.limit_in_bytes"),
+                (32u64 << 20).to_string()
+            );
+            assert_eq!(
+                read(&memory, "memory.memsw.limit_in_bytes"),
+                (48u64 << 20).to_string()
+            );
+        }
+
+        mgr.freeze().unwrap();
+        assert_eq!(read(&dir_with(&mgr, "freezer"), "freezer.state"), "FROZEN");
+        mgr.thaw().unwrap();
+        assert_eq!(read(&dir_with(&mgr, "freezer"), "freezer.state"), "THAWED");
+
+        let stats = mgr.stats().unwrap();
+        assert_eq!(stats.pids.current, 1);
+        assert_eq!(stats.pids.limit, 10);
+        assert!(stats.memory.limit > 0 && stats.memory.limit <= 64 << 20);
+        assert!(!stats.memory.stat.is_empty());
+        eprintln!("{stats:#?}");
+
+        mgr.kill_all(Signal::SIGKILL).unwrap();
+    }));
+    if outcome.is_err() {
+        let _ = child.kill();
+    }
+    let status = child.wait().unwrap();
+    let destroyed = mgr.destroy();
+    let leftovers: Vec<_> = mgr
+        .dirs()
+        .filter(|d| d.exists())
+        .map(Path::to_path_buf)
+        .collect();
+    remove_parents(&mgr);
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e);
+    }
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    destroyed.unwrap();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    assert!(mgr.dirs().all(|d| d.parent().is_some_and(|p| !p.exists())));
+    // Destroying again is fine, and a gone cgroup has no pids.
+    mgr.destroy().unwrap();
+    assert!(mgr.pids().unwrap().is_empty());
+    mgr.kill_all(Signal::SIGKILL).unwrap();
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v1 host; run by hand"]
+fn v1_apply_failure_leaves_nothing() {
+    if !v1_root() {
+        return;
+    }
+    let rel = format!("myshim-selftest-fail-{}/c1", std::process::id());
+    let mgr = CgroupManager::new(Some(Path::new(&rel)), "unused").unwrap();
+    // A pid that does not exist: joining fails (ESRCH) after every directory was made.
+    let missing = (1_000_000..i32::MAX)
+        .find(|p| !Path::new(&format!("/proc/{p}")).exists())
+        .unwrap();
+    let err = mgr.apply(missing).unwrap_err();
+    let msg = format!("{:#}", anyhow::Error::from(err));
+    assert!(msg.contains("cgroup.procs"), "{msg}");
+    for dir in mgr.dirs() {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+        assert!(
+            dir.parent().is_some_and(|p| !p.exists()),
+            "parent of {} left",
+            dir.display()
+        );
+    }
+}
