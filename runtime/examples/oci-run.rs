@@ -40,6 +40,23 @@ fn main() {
         eprintln!("start: {e:#}");
     }
     let started = t.elapsed();
+    if let Ok(cmd) = std::env::var("OCI_RUN_EXEC") {
+        let mut process = oci_spec::runtime::Process::default();
+        process.set_args(Some(vec!["sh".into(), "-c".into(), cmd]));
+        process.set_env(Some(vec!["PATH=/bin".into()]));
+        process.set_capabilities(None);
+        let t2 = Instant::now();
+        match c.exec(myshim_runtime::ExecOptions {
+            process,
+            stdio: Stdio::default_inherit(),
+        }) {
+            Ok(p) => {
+                let st = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(p.pid), None);
+                eprintln!("exec {:?} exit {st:?}", t2.elapsed());
+            }
+            Err(e) => eprintln!("exec: {e:#}"),
+        }
+    }
     let pid = nix::unistd::Pid::from_raw(c.pid());
     let status = nix::sys::wait::waitpid(pid, None);
     eprintln!("create {created:?} start {started:?} exit {status:?}");

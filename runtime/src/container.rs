@@ -69,8 +69,10 @@ pub struct CreateOptions {
 /// A container that exists on disk.
 #[derive(Debug)]
 pub struct Container {
-    state: State,
+    pub(crate) state: State,
     root: PathBuf,
+    /// The pty master of a container created with a terminal (only in the creating process).
+    console: Option<OwnedFd>,
 }
 
 /// How long delete waits for killed processes to leave the cgroup.
@@ -103,11 +105,12 @@ impl Container {
             pid: 0,
             cgroup: None,
         };
-        let state = create_in(&spec, opts, &dir, &mut undo)?;
+        let (state, console) = create_in(&spec, opts, &dir, &mut undo)?;
         undo.disarm();
         Ok(Container {
             root: dir.parent().map(Path::to_path_buf).unwrap_or_default(),
             state,
+            console,
         })
     }
 
@@ -118,6 +121,7 @@ impl Container {
         Ok(Container {
             state,
             root: root.to_path_buf(),
+            console: None,
         })
     }
 
@@ -222,6 +226,11 @@ impl Container {
         self.cgroup()
     }
 
+    /// The pty master, for a container whose process has a terminal (once, to its creator).
+    pub fn take_console(&mut self) -> Option<OwnedFd> {
+        self.console.take()
+    }
+
     /// Host pid of the container's init.
     pub fn pid(&self) -> i32 {
         self.state.pid
@@ -242,7 +251,7 @@ impl Container {
         &self.root
     }
 
-    fn bad_state(&self, status: Status, op: &'static str) -> Error {
+    pub(crate) fn bad_state(&self, status: Status, op: &'static str) -> Error {
         Error::BadState {
             id: self.state.id.clone(),
             status: status.to_string(),
@@ -298,7 +307,12 @@ impl Drop for Undo {
 }
 
 /// The body of create, after the state directory exists; `undo` learns each thing made.
-fn create_in(spec: &Spec, opts: CreateOptions, dir: &Path, undo: &mut Undo) -> Result<State> {
+fn create_in(
+    spec: &Spec,
+    opts: CreateOptions,
+    dir: &Path,
+    undo: &mut Undo,
+) -> Result<(State, Option<OwnedFd>)> {
     let linux = spec
         .linux()
         .as_ref()
@@ -314,8 +328,8 @@ fn create_in(spec: &Spec, opts: CreateOptions, dir: &Path, undo: &mut Undo) -> R
 
     // Step 0: start the first child with the init pipe at INIT_PIPE_FD.
     let (mut pipe, child_end) = sync::pair()?;
-    let mut first =
-        reaper::spawn(&mut init_command(&opts, &child_end)?).context("start the container init")?;
+    let mut first = reaper::spawn(&mut init_command(&opts.bundle, &opts.stdio, &child_end)?)
+        .context("start the container init")?;
     drop(child_end);
 
     // Steps 1-4.
@@ -365,18 +379,20 @@ fn create_in(spec: &Spec, opts: CreateOptions, dir: &Path, undo: &mut Undo) -> R
         id: opts.id.clone(),
         bundle: opts.bundle.clone(),
     })))?;
-    drive_sync(&mut pipe, spec, &state, &cgroup)?;
+    let console = drive_sync(&mut pipe, spec, &state, &cgroup)?;
     state.save(dir)?;
-    Ok(state)
+    Ok((state, console))
 }
 
-/// Steps 6-10: answer the init until it reports `Created`.
+/// Steps 6-10: answer the init until it reports `Created`; returns the pty master if the init
+/// sent one.
 fn drive_sync(
     pipe: &mut ParentEnd,
     spec: &Spec,
     state: &State,
     cgroup: &CgroupManager,
-) -> Result<()> {
+) -> Result<Option<OwnedFd>> {
+    let mut console = None;
     loop {
         match pipe.recv()? {
             FromInit::Hooks => {
@@ -412,7 +428,8 @@ fn drive_sync(
                 }
                 pipe.send(&ToInit::Run)?;
             }
-            FromInit::Created => return Ok(()),
+            FromInit::Console => console = Some(pipe.recv_fd()?),
+            FromInit::Created => return Ok(console),
             other => return Err(anyhow::anyhow!("init pipe: unexpected {other:?}").into()),
         }
     }
@@ -433,8 +450,8 @@ fn with_default_devices(
 }
 
 /// `<exe> init` with a clean environment, the container's stdio and the init pipe at fd 3.
-fn init_command(opts: &CreateOptions, child_end: &OwnedFd) -> Result<Command> {
-    let stdio = |fd: &Option<OwnedFd>| -> Result<std::process::Stdio> {
+pub(crate) fn init_command(cwd: &Path, stdio: &Stdio, child_end: &OwnedFd) -> Result<Command> {
+    let to_std = |fd: &Option<OwnedFd>| -> Result<std::process::Stdio> {
         Ok(match fd {
             Some(fd) => std::process::Stdio::from(fd.try_clone().context("dup container stdio")?),
             None => std::process::Stdio::null(),
@@ -445,10 +462,10 @@ fn init_command(opts: &CreateOptions, child_end: &OwnedFd) -> Result<Command> {
         .arg("init")
         .env_clear()
         .env(INIT_PIPE_ENV, INIT_PIPE_FD.to_string())
-        .current_dir(&opts.bundle)
-        .stdin(stdio(&opts.stdio.stdin)?)
-        .stdout(stdio(&opts.stdio.stdout)?)
-        .stderr(stdio(&opts.stdio.stderr)?);
+        .current_dir(cwd)
+        .stdin(to_std(&stdio.stdin)?)
+        .stdout(to_std(&stdio.stdout)?)
+        .stderr(to_std(&stdio.stderr)?);
     let raw = child_end.as_raw_fd();
     // SAFETY: the closure runs in the forked child before exec and only calls the
     // async-signal-safe dup2/fcntl; the caller keeps `child_end` open until after spawn, so

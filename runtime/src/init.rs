@@ -10,11 +10,13 @@
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 
 use anyhow::{anyhow, Context};
 use nix::unistd::{ForkResult, Gid, Uid};
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{Process, Spec};
 
 use crate::hooks::{self, HookState};
 use crate::sync::{FromInit, InitConfig, InitEnd, ToInit};
@@ -71,9 +73,7 @@ fn first_child(pipe: &mut InitEnd) -> anyhow::Result<Infallible> {
     let ToInit::Bootstrap(boot) = pipe.expect("Bootstrap")? else {
         unreachable!("expect checked the variant")
     };
-    for ns in &boot.join {
-        namespaces::join(ns)?;
-    }
+    namespaces::join(&boot.join)?;
     if boot.clone_flags & libc::CLONE_NEWUSER != 0 {
         namespaces::unshare(libc::CLONE_NEWUSER)?;
         pipe.send(&FromInit::UserNsReady {
@@ -101,18 +101,39 @@ fn first_child(pipe: &mut InitEnd) -> anyhow::Result<Infallible> {
     }
 }
 
-/// Steps 5-10 and exec, in the container's init.
+/// After the fork: a container's init (`Config`) or an exec'd process (`Exec`).
 fn container_init(pipe: &mut InitEnd, new_cgroupns: bool) -> anyhow::Result<Infallible> {
-    let ToInit::Config(cfg) = pipe.expect("Config")? else {
-        unreachable!("expect checked the variant")
-    };
+    match pipe.recv()? {
+        ToInit::Config(cfg) => init_process(pipe, *cfg, new_cgroupns),
+        ToInit::Exec(cfg) => exec_process(pipe, &cfg.process),
+        other => Err(anyhow!("init pipe: expected Config or Exec, got {other:?}")),
+    }
+}
+
+/// Steps E5-E7: a new process in a running container (whose namespaces the first child joined).
+fn exec_process(pipe: &mut InitEnd, process: &Process) -> anyhow::Result<Infallible> {
+    nix::unistd::setsid().context("setsid")?;
+    if process.terminal() == Some(true) {
+        setup_terminal(pipe, process)?;
+    }
+    let target = prepare_exec(process)?;
+    // The pipe is close-on-exec: the parent sees a clean end of file when execve succeeds.
+    Err(target.exec())
+}
+
+/// Steps 5-10 and exec, in the container's init.
+fn init_process(
+    pipe: &mut InitEnd,
+    cfg: InitConfig,
+    new_cgroupns: bool,
+) -> anyhow::Result<Infallible> {
     let InitConfig {
         spec,
         rootfs,
         exec_fifo,
         id,
         bundle,
-    } = *cfg;
+    } = cfg;
     if new_cgroupns {
         namespaces::unshare(libc::CLONE_NEWCGROUP)?;
     }
@@ -148,13 +169,52 @@ fn container_init(pipe: &mut InitEnd, new_cgroupns: bool) -> anyhow::Result<Infa
         &state("created"),
     )?;
     rootfs::pivot(&rootfs)?;
+    let process = spec.process().as_ref().context("process: missing")?;
+    if process.terminal() == Some(true) {
+        let slave = setup_terminal(pipe, process)?;
+        rootfs::mount_console(&slave)?;
+    }
     set_names(&spec)?;
     set_sysctls(&spec)?;
     rootfs::finalize(&spec)?;
     pipe.send(&FromInit::Ready)?;
     pipe.expect("Run")?;
 
-    let process = spec.process().as_ref().context("process: missing")?;
+    let target = prepare_exec(process)?;
+    pipe.send(&FromInit::Created)?;
+    // From here on the parent no longer listens: errors go to the container's stderr.
+    pipe.close();
+    wait_for_start(fifo)?;
+    hooks::run(
+        "startContainer",
+        hooks.start_container().as_deref().unwrap_or_default(),
+        &state("running"),
+    )?;
+    Err(target.exec())
+}
+
+/// A process ready to exec: credentials dropped, in its cwd, binary found.
+struct ExecTarget {
+    exe: std::path::PathBuf,
+    c_exe: CString,
+    c_args: Vec<CString>,
+    c_env: Vec<CString>,
+}
+
+impl ExecTarget {
+    /// execve; returns only on failure.
+    fn exec(self) -> anyhow::Error {
+        let err = match nix::unistd::execve(&self.c_exe, &self.c_args, &self.c_env) {
+            Ok(never) => match never {},
+            Err(e) => e,
+        };
+        anyhow!("exec {:?}: {}", self.exe, err.desc())
+    }
+}
+
+/// Credentials, capabilities, cwd, environment and the binary, in that order, so that the cwd
+/// and the binary are checked with the rights the process will have.
+fn prepare_exec(process: &Process) -> anyhow::Result<ExecTarget> {
     security::finalize_credentials(process)?;
     let cwd = process.cwd();
     nix::unistd::chdir(cwd).map_err(|e| {
@@ -172,27 +232,60 @@ fn container_init(pipe: &mut InitEnd, new_cgroupns: bool) -> anyhow::Result<Infa
     let arg0 = args.first().context("process.args: empty")?;
     let exe = security::find_executable(arg0, &env).map_err(|m| anyhow!(m))?;
     let c = |s: &[u8]| CString::new(s).context("argument contains a NUL byte");
-    let c_exe = c(exe.as_os_str().as_bytes())?;
-    let c_args = args
-        .iter()
-        .map(|a| c(a.as_bytes()))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let c_env = env
-        .iter()
-        .map(|e| c(e.as_bytes()))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(ExecTarget {
+        c_exe: c(exe.as_os_str().as_bytes())?,
+        c_args: args
+            .iter()
+            .map(|a| c(a.as_bytes()))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        c_env: env
+            .iter()
+            .map(|e| c(e.as_bytes()))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        exe,
+    })
+}
 
-    pipe.send(&FromInit::Created)?;
-    // From here on the parent no longer listens: errors go to the container's stderr.
-    pipe.close();
-    wait_for_start(fifo)?;
-    hooks::run(
-        "startContainer",
-        hooks.start_container().as_deref().unwrap_or_default(),
-        &state("running"),
-    )?;
-    let err = nix::unistd::execve(&c_exe, &c_args, &c_env).unwrap_err();
-    Err(anyhow!("exec {:?}: {}", exe, err.desc()))
+/// Open a pty in the container's devpts, make its slave our controlling terminal and stdio,
+/// and send the master to the parent. Returns the slave's path (for /dev/console).
+fn setup_terminal(pipe: &mut InitEnd, process: &Process) -> anyhow::Result<std::path::PathBuf> {
+    use nix::fcntl::OFlag;
+    use std::os::fd::AsFd;
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .context("open /dev/ptmx")?;
+    nix::pty::grantpt(&master).context("grantpt")?;
+    nix::pty::unlockpt(&master).context("unlockpt")?;
+    let name = nix::pty::ptsname_r(&master).context("ptsname")?;
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(&name)
+        .with_context(|| format!("open pty slave {name}"))?;
+    let user = process.user();
+    nix::unistd::fchown(slave.as_raw_fd(), Some(Uid::from_raw(user.uid())), None)
+        .with_context(|| format!("chown {name}"))?;
+    if let Some(size) = process.console_size() {
+        let ws = libc::winsize {
+            ws_row: u16::try_from(size.height()).unwrap_or(u16::MAX),
+            ws_col: u16::try_from(size.width()).unwrap_or(u16::MAX),
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a valid winsize from the pointer; the fd is our open pty.
+        if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
+            return Err(std::io::Error::last_os_error()).context("set the terminal size");
+        }
+    }
+    for fd in 0..3 {
+        nix::unistd::dup2(slave.as_raw_fd(), fd).context("make the pty our stdio")?;
+    }
+    // SAFETY: TIOCSCTTY takes an int argument; fd 0 is the pty slave and we lead our session.
+    if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
+        return Err(std::io::Error::last_os_error()).context("set the controlling terminal");
+    }
+    pipe.send_console(master.as_fd())?;
+    Ok(std::path::PathBuf::from(name))
 }
 
 /// Block until start writes into the exec fifo.

@@ -9,6 +9,7 @@
 pub mod cgroups;
 pub mod container;
 pub mod error;
+pub mod exec;
 pub mod hooks;
 pub mod init;
 pub mod namespaces;
@@ -21,4 +22,5 @@ pub mod sync;
 
 pub use container::{Container, CreateOptions, Stdio};
 pub use error::{Error, Result};
+pub use exec::{ExecOptions, ExecProcess};
 pub use state::Status;

@@ -59,9 +59,7 @@ pub fn plan(linux: &Linux) -> Result<Plan> {
             _ => plan.clone_flags |= f,
         }
     }
-    // Joining a user namespace first gives the rights to join the others.
-    plan.join
-        .sort_by_key(|j| if j.flag == libc::CLONE_NEWUSER { 0 } else { 1 });
+    sort_joins(&mut plan.join);
     if plan.clone_flags & libc::CLONE_NEWUSER != 0
         && (id_maps(linux.uid_mappings()).is_empty() || id_maps(linux.gid_mappings()).is_empty())
     {
@@ -70,6 +68,51 @@ pub fn plan(linux: &Linux) -> Result<Plan> {
         ));
     }
     Ok(plan)
+}
+
+/// Order namespaces to join: the user namespace first (it gives the rights to join the others),
+/// the mount namespace last (after it, host paths such as `/proc/<pid>/ns/*` no longer resolve).
+pub fn sort_joins(join: &mut [NsPath]) {
+    join.sort_by_key(|j| match j.flag {
+        libc::CLONE_NEWUSER => 0,
+        libc::CLONE_NEWNS => 2,
+        _ => 1,
+    });
+}
+
+/// The namespaces of process `pid` that differ from ours, to join for an exec, in join order.
+pub fn of_process(pid: i32) -> anyhow::Result<Vec<NsPath>> {
+    use std::os::unix::fs::MetadataExt;
+    const KINDS: [(&str, i32); 7] = [
+        ("user", libc::CLONE_NEWUSER),
+        ("ipc", libc::CLONE_NEWIPC),
+        ("uts", libc::CLONE_NEWUTS),
+        ("net", libc::CLONE_NEWNET),
+        ("pid", libc::CLONE_NEWPID),
+        ("cgroup", libc::CLONE_NEWCGROUP),
+        ("mnt", libc::CLONE_NEWNS),
+    ];
+    let mut out = Vec::new();
+    for (name, flag) in KINDS {
+        let theirs = std::path::PathBuf::from(format!("/proc/{pid}/ns/{name}"));
+        let their_ino = match std::fs::metadata(&theirs) {
+            Ok(m) => m.ino(),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound && name != "mnt" && name != "pid" =>
+            {
+                continue
+            }
+            Err(e) => return Err(e).with_context(|| format!("read {}", theirs.display())),
+        };
+        let ours = std::fs::metadata(format!("/proc/self/ns/{name}"))
+            .map(|m| m.ino())
+            .ok();
+        if ours != Some(their_ino) {
+            out.push(NsPath { flag, path: theirs });
+        }
+    }
+    sort_joins(&mut out);
+    Ok(out)
 }
 
 /// The spec's id mappings in our wire form.
@@ -91,12 +134,21 @@ pub fn map_text(maps: &[IdMap]) -> String {
         .collect()
 }
 
-/// Join one namespace by path.
-pub fn join(ns: &NsPath) -> anyhow::Result<()> {
-    let file = std::fs::File::open(&ns.path)
-        .with_context(|| format!("open namespace {}", ns.path.display()))?;
-    nix::sched::setns(file.as_fd(), CloneFlags::from_bits_truncate(ns.flag))
-        .with_context(|| format!("join namespace {}", ns.path.display()))
+/// Join namespaces by path, in the given order. Every path is opened before the first is
+/// joined, so that joining one cannot hide the next.
+pub fn join(list: &[NsPath]) -> anyhow::Result<()> {
+    let files = list
+        .iter()
+        .map(|ns| {
+            std::fs::File::open(&ns.path)
+                .with_context(|| format!("open namespace {}", ns.path.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for (ns, file) in list.iter().zip(&files) {
+        nix::sched::setns(file.as_fd(), CloneFlags::from_bits_truncate(ns.flag))
+            .with_context(|| format!("join namespace {}", ns.path.display()))?;
+    }
+    Ok(())
 }
 
 /// Create new namespaces for the calling (single-threaded) process.
@@ -126,6 +178,36 @@ mod tests {
         assert_eq!(p.clone_flags, libc::CLONE_NEWPID | libc::CLONE_NEWNS);
         assert_eq!(p.join[0].flag, libc::CLONE_NEWUSER);
         assert_eq!(p.join[1].flag, libc::CLONE_NEWNET);
+    }
+
+    #[test]
+    fn mount_namespace_is_joined_last() {
+        let mut j = vec![
+            NsPath {
+                flag: libc::CLONE_NEWNS,
+                path: "/m".into(),
+            },
+            NsPath {
+                flag: libc::CLONE_NEWNET,
+                path: "/n".into(),
+            },
+            NsPath {
+                flag: libc::CLONE_NEWUSER,
+                path: "/u".into(),
+            },
+        ];
+        sort_joins(&mut j);
+        let flags: Vec<i32> = j.iter().map(|n| n.flag).collect();
+        assert_eq!(
+            flags,
+            [libc::CLONE_NEWUSER, libc::CLONE_NEWNET, libc::CLONE_NEWNS]
+        );
+    }
+
+    #[test]
+    fn own_namespaces_are_not_rejoined() {
+        let ours = of_process(std::process::id() as i32).unwrap();
+        assert!(ours.is_empty(), "{ours:?}");
     }
 
     #[test]

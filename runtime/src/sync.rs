@@ -15,10 +15,20 @@
 //! | 5    | P           | `Config`            | init unshares its cgroup namespace, mounts the rootfs     |
 //! | 6    | I           | `Hooks`             | (only with prestart/createRuntime hooks) P runs them      |
 //! | 7    | P           | `Resume`            | init runs createContainer hooks, pivot_root, hostname, sysctls, masked/readonly paths |
+//! | 7a   | I           | `Console` + fd      | (only with a terminal) the pty master travels to P (SCM_RIGHTS) |
 //! | 8    | I           | `Ready`             | P writes cgroup limits, oom_score_adj, rlimits            |
 //! | 9    | P           | `Run`               | init sets credentials, capabilities, cwd, finds the binary |
 //! | 10   | I           | `Created`           | init closes its end and waits on the exec fifo for start  |
 //! | any  | I / first child | `Error{message}` | P kills the init, undoes its work, and fails create with `message` |
+//!
+//! An exec (a new process in a running container) uses the same pipe and the same first child;
+//! `Bootstrap` then only joins the container's namespaces, and after step 4:
+//!
+//! | step | sender      | message             | the receiver then                                        |
+//! |------|-------------|---------------------|----------------------------------------------------------|
+//! | E5   | P           | `Exec`              | P has joined the process to the cgroup and set its rlimits; it sets up its terminal, credentials, cwd and execs |
+//! | E6   | I           | `Console` + fd      | (only with a terminal) as step 7a                         |
+//! | E7   | -           | end of file         | the pipe is close-on-exec: a clean end of file means exec succeeded |
 //!
 //! An end of file where a message was due means the other side died; the parent reports that
 //! as "init exited without reporting".
@@ -86,6 +96,13 @@ pub struct InitConfig {
     pub bundle: PathBuf,
 }
 
+/// What an exec'd process needs (step E5).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecConfig {
+    /// The process to run.
+    pub process: oci_spec::runtime::Process,
+}
+
 /// Messages the parent sends.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ToInit {
@@ -99,6 +116,8 @@ pub enum ToInit {
     Resume,
     /// step 9
     Run,
+    /// step E5
+    Exec(Box<ExecConfig>),
 }
 
 /// Messages the first child and the init send.
@@ -116,6 +135,8 @@ pub enum FromInit {
     },
     /// step 6
     Hooks,
+    /// step 7a / E6: the pty master follows as an fd
+    Console,
     /// step 8
     Ready,
     /// step 10
@@ -194,6 +215,20 @@ impl ParentEnd {
         }
     }
 
+    /// Receive the fd that follows a `Console` message.
+    pub fn recv_fd(&mut self) -> Result<OwnedFd> {
+        Ok(recv_fd(&self.0)?)
+    }
+
+    /// Receive until end of file: `Ok(None)` for a clean end, the message otherwise (an
+    /// `Error` becomes [`Error::Init`]).
+    pub fn recv_or_eof(&mut self) -> Result<Option<FromInit>> {
+        match read_msg(&mut self.0)? {
+            Some(FromInit::Error { message }) => Err(Error::Init(message)),
+            other => Ok(other),
+        }
+    }
+
     /// Receive and require a given message.
     pub fn expect(&mut self, want: &FromInit) -> Result<()> {
         let got = self.recv()?;
@@ -232,6 +267,12 @@ impl InitEnd {
         write_msg(self.stream()?, msg)
     }
 
+    /// Send `Console` and the pty master with it.
+    pub fn send_console(&mut self, master: std::os::fd::BorrowedFd<'_>) -> anyhow::Result<()> {
+        self.send(&FromInit::Console)?;
+        send_fd(self.stream()?, master)
+    }
+
     /// Receive one message; end of file is an error (the parent gave up).
     pub fn recv(&mut self) -> anyhow::Result<ToInit> {
         read_msg(self.stream()?)?.context("parent closed the init pipe")
@@ -246,12 +287,55 @@ impl InitEnd {
             ToInit::Config(_) => "Config",
             ToInit::Resume => "Resume",
             ToInit::Run => "Run",
+            ToInit::Exec(_) => "Exec",
         };
         if name != want {
             bail!("init pipe: expected {want}, got {name}");
         }
         Ok(got)
     }
+}
+
+/// Send one byte carrying `fd` as SCM_RIGHTS.
+fn send_fd(stream: &UnixStream, fd: std::os::fd::BorrowedFd<'_>) -> anyhow::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let raw = [fd.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(b"F")];
+    sendmsg::<()>(
+        stream.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&raw)],
+        MsgFlags::empty(),
+        None,
+    )
+    .context("send fd over init pipe")?;
+    Ok(())
+}
+
+/// Receive the byte sent by [`send_fd`] and the fd it carries (close-on-exec).
+fn recv_fd(stream: &UnixStream) -> anyhow::Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .context("receive fd over init pipe")?;
+    for cmsg in msg.cmsgs().context("read control messages")? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: the kernel just installed this fd in our table for us alone.
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    bail!("init pipe: expected an fd, got none")
 }
 
 #[cfg(test)]
@@ -307,6 +391,23 @@ mod tests {
         drop(child);
         let err = parent.recv().unwrap_err().to_string();
         assert!(err.contains("exited without reporting"), "{err}");
+    }
+
+    #[test]
+    fn console_fd_crosses_with_its_message() {
+        use std::os::fd::AsFd;
+        let (mut parent, child) = pair().unwrap();
+        let mut init = InitEnd(Some(UnixStream::from(child)));
+        let (r, w) = nix::unistd::pipe().unwrap();
+        init.send_console(w.as_fd()).unwrap();
+        init.send(&FromInit::Ready).unwrap();
+        assert_eq!(parent.recv().unwrap(), FromInit::Console);
+        let got = parent.recv_fd().unwrap();
+        assert_eq!(parent.recv().unwrap(), FromInit::Ready);
+        nix::unistd::write(&got, b"x").unwrap();
+        let mut b = [0u8; 1];
+        nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&r), &mut b).unwrap();
+        assert_eq!(&b, b"x");
     }
 
     #[test]

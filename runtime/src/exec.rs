@@ -1,0 +1,99 @@
+//! Exec: a new process in a running container. A re-executed first child joins the container's
+//! namespaces and forks the process, which the parent joins to the container's cgroup before it
+//! lets it go on (protocol steps E1-E7 in [`crate::sync`]).
+
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use anyhow::Context;
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+use oci_spec::runtime::Process;
+
+use crate::container::{init_command, Container, Stdio};
+use crate::state::Status;
+use crate::sync::{self, Bootstrap, ExecConfig, FromInit, ToInit};
+use crate::{namespaces, reaper, security, Error, Result};
+
+/// What an exec needs.
+#[derive(Debug)]
+pub struct ExecOptions {
+    /// The process (args, env, cwd, user, capabilities, terminal, ...).
+    pub process: Process,
+    /// Its standard streams (ignored when it has a terminal).
+    pub stdio: Stdio,
+}
+
+/// A started exec process.
+#[derive(Debug)]
+pub struct ExecProcess {
+    /// Host pid.
+    pub pid: i32,
+    /// The pty master when the process has a terminal.
+    pub console: Option<OwnedFd>,
+}
+
+impl Container {
+    /// Run a new process inside the running container. Refused unless the container is
+    /// running; on failure the process is killed and nothing remains.
+    pub fn exec(&self, opts: ExecOptions) -> Result<ExecProcess> {
+        let status = self.status();
+        if status != Status::Running {
+            return Err(self.bad_state(status, "exec"));
+        }
+        if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
+            return Err(Error::invalid("process.args: must not be empty"));
+        }
+        let join = namespaces::of_process(self.pid()).context("read the container's namespaces")?;
+        let (mut pipe, child_end) = sync::pair()?;
+        let mut first = reaper::spawn(&mut init_command(
+            std::path::Path::new("/"),
+            &opts.stdio,
+            &child_end,
+        )?)
+        .context("start the exec helper")?;
+        drop(child_end);
+        pipe.send(&ToInit::Bootstrap(Bootstrap {
+            join,
+            clone_flags: 0,
+            uid_map: vec![],
+            gid_map: vec![],
+        }))?;
+        let FromInit::Pid { pid } = pipe.recv()? else {
+            return Err(anyhow::anyhow!("init pipe: expected Pid").into());
+        };
+        let _ = first.wait_timeout(Some(Duration::from_secs(2)));
+        let mut undo = KillOnDrop(pid);
+        self.state.cgroup.apply(pid)?;
+        if let Some(adj) = opts.process.oom_score_adj() {
+            security::set_oom_score_adj(pid, adj)?;
+        }
+        security::set_rlimits(pid, opts.process.rlimits().as_deref().unwrap_or_default())?;
+        pipe.send(&ToInit::Exec(Box::new(ExecConfig {
+            process: opts.process,
+        })))?;
+        let mut console = None;
+        loop {
+            match pipe.recv_or_eof()? {
+                None => break,
+                Some(FromInit::Console) => console = Some(pipe.recv_fd()?),
+                Some(other) => {
+                    return Err(anyhow::anyhow!("init pipe: unexpected {other:?}").into())
+                }
+            }
+        }
+        undo.0 = 0;
+        Ok(ExecProcess { pid, console })
+    }
+}
+
+/// Kills the exec'd process if exec fails after it was forked.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0 > 0 {
+            let _ = signal::kill(Pid::from_raw(self.0), Signal::SIGKILL);
+        }
+    }
+}
