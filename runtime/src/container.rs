@@ -203,6 +203,40 @@ impl Container {
         remove_dir(&self.dir())
     }
 
+    /// Freeze every process of the running container.
+    pub fn pause(&self) -> Result<()> {
+        let status = self.status();
+        if status != Status::Running {
+            return Err(self.bad_state(status, "pause"));
+        }
+        self.cgroup().freeze()
+    }
+
+    /// Thaw the paused container.
+    pub fn resume(&self) -> Result<()> {
+        let status = self.status();
+        if status != Status::Paused {
+            return Err(self.bad_state(status, "resume"));
+        }
+        self.cgroup().thaw()
+    }
+
+    /// Change the live resource limits (devices rules are left as they are).
+    pub fn update(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let status = self.status();
+        if matches!(status, Status::Stopped | Status::Creating) {
+            return Err(self.bad_state(status, "update"));
+        }
+        let mut res = resources.clone();
+        res.set_devices(None);
+        self.cgroup().set(&res)
+    }
+
+    /// Resource usage of the container's cgroup.
+    pub fn stats(&self) -> Result<crate::cgroups::Stats> {
+        self.cgroup().stats()
+    }
+
     /// The current status (checks that the init still lives).
     pub fn status(&self) -> Status {
         if !self.state.init_alive() {

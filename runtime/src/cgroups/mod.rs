@@ -14,6 +14,7 @@
 pub mod convert;
 pub mod devices;
 mod files;
+pub mod oom;
 pub mod paths;
 pub mod stats;
 mod v1;
