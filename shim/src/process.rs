@@ -1,0 +1,409 @@
+//! One container process's lifecycle as the shim sees it: a state machine whose states each
+//! allow only their legal operations ([`Phase::check`] is the one place that refuses), plus the
+//! exit record that Wait blocks on.
+//!
+//! Event order is kept by publishing under the process's state lock: TaskStart is enqueued
+//! while the state moves out of `Starting`, TaskExit when it moves to `Stopped` (an exit seen
+//! during `Starting` is parked until TaskStart is out), TaskDelete when it moves to `Deleted`.
+//! The lock is never held across a runtime call, so the exit thread never waits on Start
+//! (which may itself wait on hook exits that only the exit thread can deliver).
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use containerd_shim::api::Status;
+use containerd_shim::protos::ttrpc;
+
+use crate::errors;
+use crate::io::ProcessIo;
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// exit code, or 128 + signal
+    pub status: u32,
+    /// when the shim saw it
+    pub at: SystemTime,
+}
+
+impl Exit {
+    /// An exit seen now.
+    pub fn now(code: i32) -> Exit {
+        Exit {
+            status: u32::try_from(code).unwrap_or(u32::MAX),
+            at: SystemTime::now(),
+        }
+    }
+}
+
+/// Where a process is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Created, waiting for Start.
+    Created,
+    /// The runtime is starting it; an exit seen meanwhile waits here for TaskStart.
+    Starting(Option<Exit>),
+    /// Started and not exited.
+    Running,
+    /// Exited.
+    Stopped(Exit),
+    /// Deleted; the entry is about to disappear.
+    Deleted,
+}
+
+/// Operations whose legality depends on the phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Start
+    Start,
+    /// Kill
+    Kill,
+    /// Delete
+    Delete,
+}
+
+impl Op {
+    fn verb(self) -> &'static str {
+        match self {
+            Op::Start => "start",
+            Op::Kill => "kill",
+            Op::Delete => "delete",
+        }
+    }
+}
+
+impl Phase {
+    /// Refuse `op` if it is not legal now; `what` names the process ("container c1").
+    pub fn check(&self, op: Op, what: &str) -> ttrpc::Result<()> {
+        use Phase::*;
+        match (self, op) {
+            (Created, _) => Ok(()),
+            (Starting(_) | Running, Op::Kill) => Ok(()),
+            (Stopped(_), Op::Delete) => Ok(()),
+            (Stopped(_), Op::Kill) => Err(errors::not_found("process already finished")),
+            (Deleted, _) => Err(errors::not_found(format!("{what} not found"))),
+            (Starting(_) | Running | Stopped(_), _) => Err(errors::failed_precondition(format!(
+                "{what} is {}: cannot {}",
+                self.name(),
+                op.verb()
+            ))),
+        }
+    }
+
+    /// The status containerd sees.
+    pub fn status(&self) -> Status {
+        match self {
+            Phase::Created => Status::CREATED,
+            Phase::Starting(None) | Phase::Running => Status::RUNNING,
+            Phase::Starting(Some(_)) | Phase::Stopped(_) | Phase::Deleted => Status::STOPPED,
+        }
+    }
+
+    /// The exit, once there is one.
+    pub fn exit(&self) -> Option<Exit> {
+        match self {
+            Phase::Starting(exit) => *exit,
+            Phase::Stopped(exit) => Some(*exit),
+            _ => None,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Phase::Created => "created",
+            Phase::Starting(_) => "starting",
+            Phase::Running => "running",
+            Phase::Stopped(_) => "stopped",
+            Phase::Deleted => "deleted",
+        }
+    }
+}
+
+struct Inner {
+    phase: Phase,
+    /// Released at exit (or delete): closes the stdio keepalives, stops the stdin copier.
+    io: Option<ProcessIo>,
+}
+
+/// A process's state and exit; see the module doc for the locking rules.
+pub struct Process {
+    inner: Mutex<Inner>,
+    exited: Condvar,
+}
+
+impl Process {
+    /// A created process that holds `io` until it exits.
+    pub fn new(io: ProcessIo) -> Process {
+        Process {
+            inner: Mutex::new(Inner {
+                phase: Phase::Created,
+                io: Some(io),
+            }),
+            exited: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.lock().phase.clone()
+    }
+
+    /// Refuse `op` if it is not legal now.
+    pub fn check(&self, op: Op, what: &str) -> ttrpc::Result<()> {
+        self.lock().phase.check(op, what)
+    }
+
+    /// Enter `Starting` (the caller then runs the runtime's start and calls [`Self::started`]).
+    pub fn begin_start(&self, what: &str) -> ttrpc::Result<()> {
+        let mut inner = self.lock();
+        inner.phase.check(Op::Start, what)?;
+        inner.phase = Phase::Starting(None);
+        Ok(())
+    }
+
+    /// Leave `Starting`: on success publish TaskStart via `on_start` (and then the parked exit, if
+    /// any, via `on_exit`); on failure go back to `Created` unless the process died meanwhile.
+    pub fn started(&self, ok: bool, on_start: impl FnOnce(), on_exit: impl FnOnce(&Exit)) {
+        let mut inner = self.lock();
+        let parked = match inner.phase {
+            Phase::Starting(exit) => exit,
+            // Only the start path leaves `Starting`; nothing to do otherwise.
+            _ => return,
+        };
+        if ok {
+            on_start();
+        }
+        inner.phase = match parked {
+            Some(exit) => {
+                on_exit(&exit);
+                Phase::Stopped(exit)
+            }
+            None if ok => Phase::Running,
+            None => Phase::Created,
+        };
+    }
+
+    /// Record the process's exit (once): release its stdio, wake waiters, and publish TaskExit via
+    /// `on_exit` unless a start in progress will do it after TaskStart.
+    pub fn exited(&self, exit: Exit, on_exit: impl FnOnce(&Exit)) {
+        let mut inner = self.lock();
+        match inner.phase {
+            Phase::Created | Phase::Running => {
+                on_exit(&exit);
+                inner.phase = Phase::Stopped(exit);
+            }
+            Phase::Starting(None) => inner.phase = Phase::Starting(Some(exit)),
+            Phase::Starting(Some(_)) | Phase::Stopped(_) | Phase::Deleted => return,
+        }
+        inner.io = None;
+        self.exited.notify_all();
+    }
+
+    /// CloseIO for stdin (a no-op once the process has exited).
+    pub fn close_stdin(&self) {
+        if let Some(io) = self.lock().io.as_mut() {
+            io.close_stdin();
+        }
+    }
+
+    /// Whether an exit has been recorded.
+    pub fn has_exited(&self) -> bool {
+        self.lock().phase.exit().is_some()
+    }
+
+    /// Block until the process exits; polls `cancelled` every second and gives up (None) when it
+    /// says so, or when the process is deleted without an exit.
+    pub fn wait(&self, cancelled: impl Fn() -> bool) -> Option<Exit> {
+        let mut inner = self.lock();
+        loop {
+            if let Some(exit) = inner.phase.exit() {
+                return Some(exit);
+            }
+            if inner.phase == Phase::Deleted || cancelled() {
+                return None;
+            }
+            inner = self
+                .exited
+                .wait_timeout(inner, Duration::from_secs(1))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Wait at most `timeout` for the exit.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Exit> {
+        let deadline = Instant::now() + timeout;
+        let mut inner = self.lock();
+        loop {
+            if let Some(exit) = inner.phase.exit() {
+                return Some(exit);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || inner.phase == Phase::Deleted {
+                return None;
+            }
+            inner = self
+                .exited
+                .wait_timeout(inner, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Enter `Deleted` (checking legality again), publish TaskDelete via `on_delete`, and return
+    /// the exit to report (a process deleted without an exit counts as killed now).
+    pub fn deleted(&self, what: &str, on_delete: impl FnOnce(&Exit)) -> ttrpc::Result<Exit> {
+        let mut inner = self.lock();
+        inner.phase.check(Op::Delete, what)?;
+        let exit = inner
+            .phase
+            .exit()
+            .unwrap_or_else(|| Exit::now(128 + libc::SIGKILL));
+        on_delete(&exit);
+        inner.phase = Phase::Deleted;
+        inner.io = None;
+        self.exited.notify_all();
+        Ok(exit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::sync::Arc;
+
+    use containerd_shim::protos::ttrpc::Code;
+
+    use super::*;
+
+    fn code(r: ttrpc::Result<()>) -> Option<(Code, String)> {
+        match r {
+            Ok(()) => None,
+            Err(ttrpc::Error::RpcStatus(s)) => Some((s.code(), s.message().to_string())),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    fn exit(status: u32) -> Exit {
+        Exit {
+            status,
+            at: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn legality_table() {
+        let what = "container c1";
+        let ok = None;
+        let fp = |p: &str, op: &str| {
+            Some((
+                Code::FAILED_PRECONDITION,
+                format!("container c1 is {p}: cannot {op}"),
+            ))
+        };
+        let finished = Some((Code::NOT_FOUND, "process already finished".to_string()));
+        let gone = Some((Code::NOT_FOUND, "container c1 not found".to_string()));
+        let stopped = Phase::Stopped(exit(0));
+        let cases = [
+            (Phase::Created, [ok.clone(), ok.clone(), ok.clone()]),
+            (
+                Phase::Starting(None),
+                [
+                    fp("starting", "start"),
+                    ok.clone(),
+                    fp("starting", "delete"),
+                ],
+            ),
+            (
+                Phase::Running,
+                [fp("running", "start"), ok.clone(), fp("running", "delete")],
+            ),
+            (stopped, [fp("stopped", "start"), finished, ok]),
+            (Phase::Deleted, [gone.clone(), gone.clone(), gone]),
+        ];
+        for (phase, expect) in cases {
+            for (op, want) in [Op::Start, Op::Kill, Op::Delete].into_iter().zip(expect) {
+                assert_eq!(code(phase.check(op, what)), want, "{phase:?} {op:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn status_mapping() {
+        assert_eq!(Phase::Created.status(), Status::CREATED);
+        assert_eq!(Phase::Starting(None).status(), Status::RUNNING);
+        assert_eq!(Phase::Running.status(), Status::RUNNING);
+        assert_eq!(Phase::Starting(Some(exit(1))).status(), Status::STOPPED);
+        assert_eq!(Phase::Stopped(exit(1)).status(), Status::STOPPED);
+        assert_eq!(Phase::Deleted.status(), Status::STOPPED);
+    }
+
+    #[test]
+    fn exit_during_start_is_published_after_start() {
+        let p = Process::new(ProcessIo::default());
+        let log = RefCell::new(Vec::new());
+        p.begin_start("c").unwrap();
+        p.exited(exit(3), |_| log.borrow_mut().push("exit-early"));
+        assert!(log.borrow().is_empty());
+        assert!(p.has_exited());
+        p.started(
+            true,
+            || log.borrow_mut().push("start"),
+            |e| {
+                assert_eq!(e.status, 3);
+                log.borrow_mut().push("exit")
+            },
+        );
+        assert_eq!(*log.borrow(), ["start", "exit"]);
+        assert_eq!(p.phase(), Phase::Stopped(exit(3)));
+        // a second exit report is ignored
+        p.exited(exit(9), |_| log.borrow_mut().push("again"));
+        assert_eq!(log.borrow().len(), 2);
+    }
+
+    #[test]
+    fn failed_start_returns_to_created() {
+        let p = Process::new(ProcessIo::default());
+        p.begin_start("c").unwrap();
+        p.started(false, || panic!("no TaskStart"), |_| panic!("no exit"));
+        assert_eq!(p.phase(), Phase::Created);
+        assert!(p.begin_start("c").is_ok());
+    }
+
+    #[test]
+    fn wait_then_delete() {
+        let p = Arc::new(Process::new(ProcessIo::default()));
+        let p2 = p.clone();
+        let waiter = std::thread::spawn(move || p2.wait(|| false));
+        p.begin_start("c").unwrap();
+        p.started(true, || {}, |_| {});
+        p.exited(exit(0), |_| {});
+        assert_eq!(waiter.join().unwrap(), Some(exit(0)));
+        let mut published = None;
+        let got = p.deleted("container c", |e| published = Some(*e)).unwrap();
+        assert_eq!((got, published), (exit(0), Some(exit(0))));
+        assert!(p.deleted("container c", |_| {}).is_err());
+        assert_eq!(p.wait(|| false), None);
+    }
+
+    #[test]
+    fn deleting_a_created_process_wakes_waiters() {
+        let p = Arc::new(Process::new(ProcessIo::default()));
+        let p2 = p.clone();
+        let waiter = std::thread::spawn(move || p2.wait(|| false));
+        assert_eq!(p.wait_timeout(Duration::from_millis(10)), None);
+        let got = p.deleted("container c", |_| {}).unwrap();
+        assert_eq!(got.status, 137);
+        assert_eq!(waiter.join().unwrap(), None);
+    }
+
+    #[test]
+    fn wait_gives_up_when_cancelled() {
+        let p = Process::new(ProcessIo::default());
+        assert_eq!(p.wait(|| true), None);
+    }
+}

@@ -1,0 +1,174 @@
+//! The shim binary's entry points as containerd-shim drives them: `start` (spawn or reuse the
+//! daemon for this container's group), `delete` (clean up after a dead daemon), and the daemon
+//! itself (build the task service, wait for Shutdown).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use containerd_shim::protos::protobuf::MessageField;
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::{Config, DeleteResponse, Error, ExitSignal, Flags, StartOpts};
+use myshim_runtime::Container;
+
+use crate::events::{timestamp, Events};
+use crate::service::Service;
+use crate::table::Table;
+use crate::{exits, rootfs, task};
+
+/// Parent of the runtime roots; each namespace gets `<RUNTIME_ROOT>/<namespace>`.
+pub const RUNTIME_ROOT: &str = "/run/myshim";
+
+/// The annotation CRI puts on every container of a pod (the pod sandbox's id).
+const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
+
+/// How long the daemon waits for queued events to go out before exiting.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The runtime root for `namespace`.
+pub fn runtime_root(namespace: &str) -> PathBuf {
+    Path::new(RUNTIME_ROOT).join(namespace)
+}
+
+/// The shim, as containerd-shim's [`containerd_shim::Shim`].
+pub struct MyShim {
+    id: String,
+    namespace: String,
+    bundle: PathBuf,
+    exit: Arc<ExitSignal>,
+    events: OnceLock<Events>,
+}
+
+/// The grouping key for `start`: the pod's sandbox id from the bundle's config.json when CRI set
+/// one (all containers of a pod share one shim), else the container id.
+fn grouping(id: &str, config_json: &Path) -> String {
+    let sandbox = std::fs::read(config_json)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| {
+            v.get("annotations")?
+                .get(SANDBOX_ID_ANNOTATION)?
+                .as_str()
+                .map(str::to_string)
+        });
+    match sandbox {
+        Some(s) if !s.is_empty() => s,
+        _ => id.to_string(),
+    }
+}
+
+impl containerd_shim::Shim for MyShim {
+    type T = Service;
+
+    fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
+        let bundle = if args.bundle.is_empty() {
+            // containerd runs every action with the bundle as working directory.
+            std::env::current_dir().unwrap_or_default()
+        } else {
+            PathBuf::from(&args.bundle)
+        };
+        MyShim {
+            id: args.id.clone(),
+            namespace: args.namespace.clone(),
+            bundle,
+            exit: Arc::new(ExitSignal::default()),
+            events: OnceLock::new(),
+        }
+    }
+
+    fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
+        let group = grouping(&opts.id, &self.bundle.join("config.json"));
+        let (_pid, address) = containerd_shim::spawn(opts, &group, Vec::new())?;
+        containerd_shim::util::write_address(&address)?;
+        Ok(address)
+    }
+
+    fn delete_shim(&mut self) -> Result<DeleteResponse, Error> {
+        exits::forward_to_runtime().map_err(|e| Error::Other(e.to_string()))?;
+        let root = runtime_root(&self.namespace);
+        let mut pid = 0;
+        if task::has_state(&root, &self.id) {
+            let container = Container::load(&root, &self.id);
+            match container {
+                Ok(c) => {
+                    pid = u32::try_from(c.pid()).unwrap_or(0);
+                    c.delete(true).map_err(|e| {
+                        Error::Other(format!("delete container {}: {e:#}", self.id))
+                    })?;
+                }
+                Err(myshim_runtime::Error::NotFound(_)) => {}
+                Err(e) => return Err(Error::Other(format!("load container {}: {e:#}", self.id))),
+            }
+        }
+        rootfs::unmount(&self.bundle.join("rootfs")).map_err(|e| Error::Other(format!("{e:#}")))?;
+        Ok(DeleteResponse {
+            pid,
+            exit_status: 128 + libc::SIGKILL as u32,
+            exited_at: MessageField::some(timestamp(SystemTime::now())),
+            ..Default::default()
+        })
+    }
+
+    fn wait(&mut self) {
+        self.exit.wait();
+        if let Some(events) = self.events.get() {
+            events.flush(FLUSH_TIMEOUT);
+        }
+    }
+
+    fn create_task_service(&self, publisher: RemotePublisher) -> Service {
+        let ttrpc_address = std::env::var("TTRPC_ADDRESS").ok();
+        let events = match Events::start(publisher, self.namespace.clone(), ttrpc_address) {
+            Ok(ev) => ev,
+            // Without threads the shim cannot work; containerd sees the daemon exit.
+            Err(e) => fatal(&format!("start event publisher: {e}")),
+        };
+        let _ = self.events.set(events.clone());
+        let table = Arc::new(Table::default());
+        if let Err(e) = exits::start(table.clone(), events.clone()) {
+            fatal(&format!("start exit monitor: {e}"));
+        }
+        Service::new(
+            runtime_root(&self.namespace),
+            table,
+            events,
+            self.exit.clone(),
+        )
+    }
+}
+
+/// Log and exit: the daemon cannot run without its threads.
+fn fatal(msg: &str) -> ! {
+    log::error!("{msg}");
+    eprintln!("containerd-shim-myshim-v2: {msg}");
+    std::process::exit(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grouping_uses_sandbox_id() {
+        let dir = std::env::temp_dir().join(format!("myshim-group-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("config.json");
+        assert_eq!(grouping("c1", &cfg), "c1");
+        std::fs::write(&cfg, r#"{"ociVersion":"1.0.2"}"#).unwrap();
+        assert_eq!(grouping("c1", &cfg), "c1");
+        std::fs::write(
+            &cfg,
+            r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"pod1","x":"y"}}"#,
+        )
+        .unwrap();
+        assert_eq!(grouping("c1", &cfg), "pod1");
+        std::fs::write(&cfg, "not json").unwrap();
+        assert_eq!(grouping("c1", &cfg), "c1");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn runtime_root_is_per_namespace() {
+        assert_eq!(runtime_root("k8s.io"), Path::new("/run/myshim/k8s.io"));
+    }
+}
