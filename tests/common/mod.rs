@@ -1,0 +1,807 @@
+//! Harness of the integration tests: a private containerd, the busybox image, `ctr` helpers,
+//! polling, and the check that a container left nothing behind.
+//!
+//! The containerd is started and stopped outside the test binary (Rust's test harness has no
+//! global teardown): `make integration` runs `scripts/integration.sh`, which does
+//! `scripts/containerd.sh start DIR` → `MYSHIM_CONTAINERD_DIR=DIR cargo test --test integration`
+//! → `scripts/containerd.sh stop DIR` (always, from a trap). The first test to need it imports
+//! the image (once per test binary, [`env`]).
+//!
+//! Environment:
+//! - `MYSHIM_CONTAINERD_DIR` (required): the DIR given to `scripts/containerd.sh start`.
+//! - `MYSHIM_TEST_RUNTIME`: the runtime under test; default `io.containerd.myshim.v2`. Set it to
+//!   `io.containerd.runc.v2` to check the tests themselves against runc.
+//! - `MYSHIM_TEST_STATE_ROOT`: where the runtime keeps per-container state
+//!   (`<root>/<namespace>/<id>`); default `/run/myshim` for myshim, `/run/containerd/runc` for
+//!   runc.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// The containerd namespace every test uses.
+pub const NAMESPACE: &str = "myshim-test";
+/// The image every test runs (built by scripts/build-image.sh).
+pub const IMAGE: &str = "local/busybox:latest";
+/// `--base-name` for `ctr images import`.
+pub const IMAGE_REPO: &str = "local/busybox";
+/// Our runtime's name as containerd knows it.
+pub const MYSHIM_RUNTIME: &str = "io.containerd.myshim.v2";
+/// The runc runtime, to check the tests themselves.
+pub const RUNC_RUNTIME: &str = "io.containerd.runc.v2";
+/// Bound of every `ctr` call (`timeout -k 5 <this> ctr ...`).
+pub const CTR_TIMEOUT_SECS: u64 = 60;
+/// How long a container may take to start.
+pub const RUN_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a container may take to disappear after its `ctr` returned.
+pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(15);
+/// PATH inside containers run from a `--config` spec.
+pub const CONTAINER_PATH: &str =
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+const HOW_TO_RUN: &str = "\
+The integration tests need a private containerd. Run them with
+
+    make integration            # or: scripts/integration.sh [-- TEST-FILTER]
+
+or by hand (as root):
+
+    MYSHIM_BIN_DIR=$PWD/target/debug scripts/containerd.sh start /tmp/myshim-it
+    MYSHIM_CONTAINERD_DIR=/tmp/myshim-it cargo test --test integration
+    scripts/containerd.sh stop /tmp/myshim-it
+
+MYSHIM_TEST_RUNTIME=io.containerd.runc.v2 checks the tests against runc.";
+
+/// The test environment, set up once per test binary.
+#[derive(Debug)]
+pub struct Env {
+    /// The private containerd's directory (MYSHIM_CONTAINERD_DIR).
+    pub dir: PathBuf,
+    /// Its gRPC socket.
+    pub address: PathBuf,
+    /// Runtime under test (`--runtime`).
+    pub runtime: String,
+    /// Where the runtime keeps per-container state, if known: `<root>/<namespace>/<id>`.
+    pub state_root: Option<PathBuf>,
+    /// An unpacked copy of the image, root of the `--config` specs (used read-only).
+    pub rootfs: PathBuf,
+    /// `ctr --fifo-dir`: keeps ctr's fifos out of /run/containerd.
+    pub fifo_dir: PathBuf,
+    /// Where the `--config` specs are written.
+    pub spec_dir: PathBuf,
+    /// `ctr oci spec`: containerd's default spec.
+    pub default_spec: Value,
+}
+
+/// The environment; the first caller sets it up (checks containerd, imports the image). A
+/// failure panics with instructions, in every test that calls it.
+pub fn env() -> &'static Env {
+    ENV.get_or_init(Env::init)
+}
+
+static ENV: OnceLock<Env> = OnceLock::new();
+
+/// Is the runtime under test myshim (and not runc, for checking the tests)?
+pub fn testing_myshim() -> bool {
+    env().runtime == MYSHIM_RUNTIME
+}
+
+impl Env {
+    fn init() -> Env {
+        let runtime =
+            std::env::var("MYSHIM_TEST_RUNTIME").unwrap_or_else(|_| MYSHIM_RUNTIME.to_string());
+        if !is_root() {
+            panic!("the integration tests must run as root.\n\n{HOW_TO_RUN}");
+        }
+        let dir = match std::env::var_os("MYSHIM_CONTAINERD_DIR") {
+            Some(d) if !d.is_empty() => PathBuf::from(d),
+            _ => panic!("MYSHIM_CONTAINERD_DIR is not set.\n\n{HOW_TO_RUN}"),
+        };
+        let address = dir.join("containerd.sock");
+        if !address.exists() {
+            panic!(
+                "no containerd socket at {}: is a containerd running in {}?\n\n{HOW_TO_RUN}",
+                address.display(),
+                dir.display()
+            );
+        }
+        let out = raw_ctr(&address, &["version"]);
+        if !out.status.success() {
+            panic!(
+                "containerd at {} does not answer `ctr version`: {}\n\n{HOW_TO_RUN}",
+                address.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        if runtime == MYSHIM_RUNTIME {
+            check_shim_binary(&dir);
+        }
+        let state_root = match std::env::var_os("MYSHIM_TEST_STATE_ROOT") {
+            Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+            _ => match runtime.as_str() {
+                MYSHIM_RUNTIME => Some(PathBuf::from("/run/myshim")),
+                RUNC_RUNTIME => Some(PathBuf::from("/run/containerd/runc")),
+                _ => None,
+            },
+        };
+
+        let fifo_dir = dir.join("fifo");
+        let spec_dir = dir.join("specs");
+        for d in [&fifo_dir, &spec_dir] {
+            fs::create_dir_all(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+        }
+        let image_tar = dir.join("busybox.tar");
+        ensure_image(&address, &image_tar);
+        let rootfs = ensure_rootfs(&dir, &image_tar);
+
+        let out = raw_ctr(&address, &["oci", "spec"]);
+        assert!(
+            out.status.success(),
+            "ctr oci spec: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let default_spec: Value =
+            serde_json::from_slice(&out.stdout).expect("ctr oci spec prints JSON");
+
+        eprintln!(
+            "integration: runtime {runtime}, containerd {}, namespace {NAMESPACE}",
+            address.display()
+        );
+        Env {
+            dir,
+            address,
+            runtime,
+            state_root,
+            rootfs,
+            fifo_dir,
+            spec_dir,
+            default_spec,
+        }
+    }
+}
+
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The containerd must find the binary cargo built for this test run, not some other copy.
+fn check_shim_binary(dir: &Path) {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_containerd-shim-myshim-v2"));
+    let exe_dir = exe.parent().expect("binary has a directory").to_path_buf();
+    assert!(
+        exe.exists(),
+        "{} does not exist: build it (cargo build)",
+        exe.display()
+    );
+    let configured = fs::read_to_string(dir.join("bin_dir")).unwrap_or_default();
+    let configured = configured.trim();
+    let same = !configured.is_empty()
+        && fs::canonicalize(configured).ok() == fs::canonicalize(&exe_dir).ok();
+    if !same {
+        panic!(
+            "the containerd in {} was started with MYSHIM_BIN_DIR={:?}, but this test binary \
+             tests {}: restart it with MYSHIM_BIN_DIR={} so that containerd runs that shim.\n\n\
+             {HOW_TO_RUN}",
+            dir.display(),
+            configured,
+            exe.display(),
+            exe_dir.display()
+        );
+    }
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn raw_ctr(address: &Path, args: &[&str]) -> Output {
+    Command::new("timeout")
+        .args(["-k", "5", &CTR_TIMEOUT_SECS.to_string(), "ctr", "--address"])
+        .arg(address)
+        .args(["--namespace", NAMESPACE])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn `timeout ... ctr` (coreutils, containerd installed?)")
+}
+
+/// Build the image tarball (if missing) and import it (if containerd lacks the image).
+fn ensure_image(address: &Path, tar: &Path) {
+    if !tar.exists() {
+        let tmp = tar.with_extension("tar.tmp");
+        let out = Command::new(repo_root().join("scripts/build-image.sh"))
+            .arg(&tmp)
+            .arg(IMAGE)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/build-image.sh");
+        assert!(
+            out.status.success(),
+            "scripts/build-image.sh failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        fs::rename(&tmp, tar).expect("rename image tarball");
+    }
+    let has_image = |address: &Path| {
+        let out = raw_ctr(address, &["images", "ls", "-q"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.trim() == IMAGE)
+    };
+    if has_image(address) {
+        return;
+    }
+    let tar_s = tar.to_str().expect("utf-8 path");
+    let out = raw_ctr(
+        address,
+        &["images", "import", "--base-name", IMAGE_REPO, tar_s],
+    );
+    assert!(
+        out.status.success() && has_image(address),
+        "ctr images import --base-name {IMAGE_REPO} {tar_s} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Unpack the image's layer into DIR/busybox-rootfs (the root of `--config` specs).
+fn ensure_rootfs(dir: &Path, tar: &Path) -> PathBuf {
+    let rootfs = dir.join("busybox-rootfs");
+    if rootfs.join("bin/busybox").exists() {
+        return rootfs;
+    }
+    let oci = dir.join("busybox-oci");
+    let tmp = dir.join("busybox-rootfs.tmp");
+    for d in [&oci, &tmp] {
+        let _ = fs::remove_dir_all(d);
+        fs::create_dir_all(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+    }
+    sh_ok(Command::new("tar").arg("-xf").arg(tar).arg("-C").arg(&oci));
+    let blob = |digest: &str| {
+        oci.join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let read_json = |p: PathBuf| -> Value {
+        serde_json::from_slice(&fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    };
+    let index = read_json(oci.join("index.json"));
+    let manifest = read_json(blob(
+        index["manifests"][0]["digest"].as_str().expect("digest"),
+    ));
+    for layer in manifest["layers"].as_array().expect("layers") {
+        let digest = layer["digest"].as_str().expect("layer digest");
+        sh_ok(
+            Command::new("tar")
+                .args(["--numeric-owner", "-xzf"])
+                .arg(blob(digest))
+                .arg("-C")
+                .arg(&tmp),
+        );
+    }
+    fs::rename(&tmp, &rootfs).expect("rename rootfs");
+    let _ = fs::remove_dir_all(&oci);
+    rootfs
+}
+
+fn sh_ok(cmd: &mut Command) {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// ctr
+
+/// `timeout -k 5 60 ctr --address ... --namespace myshim-test ARGS`, stdin from /dev/null.
+pub fn ctr_command(args: &[&str]) -> Command {
+    let e = env();
+    let mut c = Command::new("timeout");
+    c.args(["-k", "5", &CTR_TIMEOUT_SECS.to_string(), "ctr", "--address"])
+        .arg(&e.address)
+        .args(["--namespace", NAMESPACE])
+        .args(args)
+        .stdin(Stdio::null());
+    c
+}
+
+/// Run ctr with `args` (bounded by `timeout`).
+pub fn ctr(args: &[&str]) -> Output {
+    ctr_command(args).output().expect("spawn ctr")
+}
+
+/// Run ctr and require success; returns stdout.
+pub fn ctr_ok(args: &[&str]) -> String {
+    let out = ctr(args);
+    assert!(
+        out.status.success(),
+        "ctr {} failed ({}):\nstdout: {}\nstderr: {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What a `ctr run` printed and how it exited.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    pub stdout: String,
+    pub stderr: String,
+    /// ctr's exit code (the task's exit status for `ctr run` in the foreground); a ctr killed by
+    /// a signal shows as 128 + signal; 124 means `timeout` had to stop ctr.
+    pub code: i32,
+}
+
+impl From<Output> for RunOutput {
+    fn from(o: Output) -> Self {
+        let code = o
+            .status
+            .code()
+            .unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0));
+        RunOutput {
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            code,
+        }
+    }
+}
+
+/// The arguments of `ctr run`: `run [--rm] --runtime RT --fifo-dir F OPTS... IMAGE ID CMD...`.
+pub fn run_args(rm: bool, id: &str, opts: &[&str], cmd: &[&str]) -> Vec<String> {
+    let e = env();
+    let mut a: Vec<String> = vec!["run".into()];
+    if rm {
+        a.push("--rm".into());
+    }
+    a.extend(["--runtime".into(), e.runtime.clone()]);
+    a.extend(["--fifo-dir".into(), e.fifo_dir.display().to_string()]);
+    a.extend(opts.iter().map(|s| s.to_string()));
+    a.push(IMAGE.into());
+    a.push(id.into());
+    a.extend(cmd.iter().map(|s| s.to_string()));
+    a
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// `ctr run --rm IMAGE ID CMD...`
+pub fn run_rm(id: &str, cmd: &[&str]) -> RunOutput {
+    run_rm_with(id, &[], cmd)
+}
+
+/// `ctr run --rm OPTS... IMAGE ID CMD...`
+pub fn run_rm_with(id: &str, opts: &[&str], cmd: &[&str]) -> RunOutput {
+    ctr(&strs(&run_args(true, id, opts, cmd))).into()
+}
+
+/// `ctr run --rm OPTS... IMAGE ID CMD...` with `input` on its standard input, then EOF.
+///
+/// ctr 1.6 forwards the end of its stdin to the task (CloseIO) only if it reads that EOF after
+/// its NewTask returned; an EOF read earlier is lost and the container never sees it (a ctr
+/// race, with runc too). So stdin is closed only once the task runs (or ctr is gone).
+pub fn run_rm_stdin(id: &str, opts: &[&str], cmd: &[&str], input: &[u8]) -> RunOutput {
+    let mut child = ctr_command(&strs(&run_args(true, id, opts, cmd)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ctr");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    let ctr_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (id, ctr_done) = (id.to_string(), ctr_done.clone());
+        std::thread::spawn(move || {
+            // The container may exit before reading everything: EPIPE is fine.
+            let _ = stdin.write_all(&input);
+            let _ = poll(Duration::from_secs(CTR_TIMEOUT_SECS), || {
+                let started = task_info(&id).is_some_and(|t| t.status != "CREATED");
+                (started || ctr_done.load(Ordering::SeqCst)).then_some(())
+            });
+            drop(stdin);
+        })
+    };
+    let out = child.wait_with_output().expect("wait ctr");
+    ctr_done.store(true, Ordering::SeqCst);
+    writer.join().expect("stdin writer");
+    out.into()
+}
+
+/// `ctr run --rm OPTS... IMAGE ID CMD...` in the background (stdout and stderr piped).
+pub fn spawn_run_rm(id: &str, opts: &[&str], cmd: &[&str]) -> Child {
+    spawn_ctr(&strs(&run_args(true, id, opts, cmd)))
+}
+
+/// ctr ARGS in the background (stdout and stderr piped).
+pub fn spawn_ctr(args: &[&str]) -> Child {
+    ctr_command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ctr")
+}
+
+/// Wait for a [`spawn_run_rm`] (bounded by its `timeout`).
+pub fn finish(child: Child) -> RunOutput {
+    child.wait_with_output().expect("wait ctr").into()
+}
+
+/// `ctr run -d OPTS... IMAGE ID CMD...`; panics unless it succeeds.
+pub fn run_detached(id: &str, opts: &[&str], cmd: &[&str]) {
+    let mut o = vec!["-d"];
+    o.extend_from_slice(opts);
+    let out: RunOutput = ctr(&strs(&run_args(false, id, &o, cmd))).into();
+    assert_eq!(
+        out.code,
+        0,
+        "ctr run -d {id}: {out:?}\n{}",
+        containerd_log(id)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// --config specs
+
+/// containerd's default spec made runnable for container `id` without an image snapshot:
+/// root = the unpacked busybox (read-only), `args`, PATH, cgroupsPath `/<namespace>/<id>`.
+pub fn spec_for(id: &str, args: &[&str]) -> Value {
+    let e = env();
+    let mut s = e.default_spec.clone();
+    s["root"] = json!({ "path": e.rootfs.display().to_string(), "readonly": true });
+    s["process"]["args"] = json!(args);
+    s["process"]["env"] = json!([CONTAINER_PATH]);
+    s["process"]["terminal"] = json!(false);
+    s["process"]["cwd"] = json!("/");
+    s["linux"]["cgroupsPath"] = json!(format!("/{NAMESPACE}/{id}"));
+    s
+}
+
+fn write_spec(id: &str, spec: &Value) -> String {
+    let path = env().spec_dir.join(format!("{id}.json"));
+    fs::write(
+        &path,
+        serde_json::to_vec_pretty(spec).expect("spec to JSON"),
+    )
+    .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    path.display().to_string()
+}
+
+fn config_run_args(id: &str, spec: &Value) -> Vec<String> {
+    let e = env();
+    vec![
+        "run".into(),
+        "--rm".into(),
+        "--runtime".into(),
+        e.runtime.clone(),
+        "--fifo-dir".into(),
+        e.fifo_dir.display().to_string(),
+        "--config".into(),
+        write_spec(id, spec),
+        id.into(),
+    ]
+}
+
+/// `ctr run --rm --config SPEC ID`.
+pub fn run_config_rm(id: &str, spec: &Value) -> RunOutput {
+    ctr(&strs(&config_run_args(id, spec))).into()
+}
+
+/// `ctr run --rm --config SPEC ID` in the background.
+pub fn spawn_config_rm(id: &str, spec: &Value) -> Child {
+    spawn_ctr(&strs(&config_run_args(id, spec)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// ids, polling, tasks
+
+/// A container id unique in this test run and across runs: `n<counter>-<tag>-<pid>`. No id is
+/// a substring of another, so leak checks can grep for it.
+pub fn unique_id(tag: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let tag: String = tag
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("n{n}-{}-{}", tag.trim_matches('-'), std::process::id())
+}
+
+/// Call `f` until it returns `Some`, at most `timeout`; `None` if time ran out.
+pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(10);
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(delay.min(deadline.saturating_duration_since(Instant::now())));
+        delay = (delay * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// [`poll`], panicking with `what` when time runs out.
+pub fn wait_for<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+    poll(timeout, f).unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
+}
+
+/// A task as `ctr task ls` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInfo {
+    pub pid: u32,
+    pub status: String,
+}
+
+/// The task of container `id` in `ctr task ls`, if listed.
+pub fn task_info(id: &str) -> Option<TaskInfo> {
+    let out = ctr(&["task", "ls"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 3 && f[0] == id).then(|| TaskInfo {
+                pid: f[1].parse().unwrap_or(0),
+                status: f[2].to_string(),
+            })
+        })
+}
+
+/// Wait until the task of `id` has `status` (e.g. RUNNING, STOPPED).
+pub fn wait_task_status(id: &str, status: &str, timeout: Duration) -> TaskInfo {
+    wait_for(&format!("task {id} to be {status}"), timeout, || {
+        task_info(id).filter(|t| t.status == status)
+    })
+}
+
+/// Wait until the task of `id`, started by the background `ctr run` `child`, is RUNNING. Panics
+/// with ctr's output if ctr exits first (the container failed to start).
+pub fn wait_running(id: &str, child: &mut Child) -> TaskInfo {
+    let mut exited = None;
+    let task = poll(RUN_START_TIMEOUT, || {
+        if let Some(t) = task_info(id).filter(|t| t.status == "RUNNING") {
+            return Some(Some(t));
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                exited = Some(status);
+                Some(None)
+            }
+            _ => None,
+        }
+    });
+    match (task, exited) {
+        (Some(Some(t)), _) => t,
+        (_, Some(status)) => {
+            let mut out = String::new();
+            let mut err = String::new();
+            if let Some(mut o) = child.stdout.take() {
+                let _ = o.read_to_string(&mut out);
+            }
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!(
+                "ctr run for {id} exited ({status}) before the task ran:\nstdout: {out}\nstderr: {err}\n{}",
+                containerd_log(id)
+            )
+        }
+        _ => panic!(
+            "task {id} not RUNNING after {RUN_START_TIMEOUT:?}: {:?}\n{}",
+            task_info(id),
+            containerd_log(id)
+        ),
+    }
+}
+
+/// Pids listed by `ctr task ps ID`.
+pub fn task_pids(id: &str) -> Vec<u32> {
+    let out = ctr(&["task", "ps", id]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Best-effort removal of container `id` (task and container), e.g. after a failed test.
+/// Never panics (it runs from [`Guard`]'s drop during a panic).
+pub fn force_remove(id: &str) {
+    let Some(e) = ENV.get() else { return };
+    let ctr = |args: &[&str]| -> Option<Output> {
+        Command::new("timeout")
+            .args(["-k", "5", "20", "ctr", "--address"])
+            .arg(&e.address)
+            .args(["--namespace", NAMESPACE])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .ok()
+    };
+    let _ = ctr(&["task", "kill", "-a", "-s", "SIGKILL", id]);
+    let _ = poll(Duration::from_secs(5), || {
+        let out = ctr(&["task", "ls"])?;
+        let listed = String::from_utf8_lossy(&out.stdout).lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.first() == Some(&id) && f.get(2) != Some(&"STOPPED")
+        });
+        (!listed).then_some(())
+    });
+    let _ = ctr(&["task", "delete", "-f", id]);
+    let _ = ctr(&["containers", "delete", id]);
+}
+
+/// Removes the container when dropped while the test is panicking, so that one failure does
+/// not leave a running container to the tests after it.
+pub struct Guard(pub String);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            force_remove(&self.0);
+        }
+    }
+}
+
+/// The containerd log lines that mention `id` (the last 40), for failure messages.
+pub fn containerd_log(id: &str) -> String {
+    let log = fs::read_to_string(env().dir.join("containerd.log")).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(id)).collect();
+    let tail = &lines[lines.len().saturating_sub(40)..];
+    format!(
+        "--- containerd.log lines mentioning {id} ---\n{}",
+        tail.join("\n")
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// leak checks
+
+/// Everything container `id` left behind (empty: nothing). See [`assert_nothing_left`].
+pub fn leftovers(id: &str) -> Vec<String> {
+    let e = env();
+    let mut left = Vec::new();
+
+    // processes: anything whose argv mentions the id (the shim: `... -id <id> ...`)
+    let me = std::process::id().to_string();
+    if let Ok(rd) = fs::read_dir("/proc") {
+        for ent in rd.flatten() {
+            let name = ent.file_name().to_string_lossy().into_owned();
+            if !name.bytes().all(|b| b.is_ascii_digit()) || name == me {
+                continue;
+            }
+            if let Ok(cmdline) = fs::read(ent.path().join("cmdline")) {
+                let argv: Vec<String> = cmdline
+                    .split(|b| *b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                if argv.iter().any(|a| a.contains(id)) {
+                    left.push(format!("process {name}: {}", argv.join(" ")));
+                }
+            }
+        }
+    }
+
+    // cgroups: any directory whose path contains the id, in every hierarchy
+    if let Ok(rd) = fs::read_dir("/sys/fs/cgroup") {
+        for ent in rd.flatten() {
+            let p = ent.path();
+            if p.is_symlink() || !p.is_dir() {
+                continue;
+            }
+            find_dirs_containing(&p, id, 8, &mut left);
+        }
+    }
+
+    // mounts
+    if let Ok(mi) = fs::read_to_string("/proc/self/mountinfo") {
+        left.extend(
+            mi.lines()
+                .filter(|l| l.contains(id))
+                .map(|l| format!("mount: {l}")),
+        );
+    }
+
+    // runtime state and containerd's bundle
+    let mut dirs = vec![e
+        .dir
+        .join("state/io.containerd.runtime.v2.task")
+        .join(NAMESPACE)
+        .join(id)];
+    if let Some(root) = &e.state_root {
+        dirs.push(root.join(NAMESPACE).join(id));
+    }
+    for d in dirs {
+        if d.exists() {
+            left.push(format!("directory {}", d.display()));
+        }
+    }
+
+    // containerd's view
+    let tasks = ctr(&["task", "ls", "-q"]);
+    if String::from_utf8_lossy(&tasks.stdout)
+        .lines()
+        .any(|l| l.trim() == id)
+    {
+        left.push("ctr task ls lists it".into());
+    }
+    let containers = ctr(&["containers", "ls", "-q"]);
+    if String::from_utf8_lossy(&containers.stdout)
+        .lines()
+        .any(|l| l.trim() == id)
+    {
+        left.push("ctr containers ls lists it".into());
+    }
+    left
+}
+
+fn find_dirs_containing(dir: &Path, id: &str, depth: u32, out: &mut Vec<String>) {
+    if dir.to_string_lossy().contains(id) {
+        out.push(format!("cgroup {}", dir.display()));
+        return;
+    }
+    if depth == 0 {
+        return;
+    }
+    if let Ok(rd) = fs::read_dir(dir) {
+        for ent in rd.flatten() {
+            if ent.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                find_dirs_containing(&ent.path(), id, depth - 1, out);
+            }
+        }
+    }
+}
+
+/// Container `id` is gone without a trace: no process whose argv mentions it (shim included),
+/// no cgroup, no mount, no runtime state directory (`/run/myshim/<namespace>/<id>`), no
+/// containerd bundle, and neither `ctr task ls` nor `ctr containers ls` lists it. Waits up to
+/// [`CLEANUP_TIMEOUT`] for that (shims exit asynchronously).
+pub fn assert_nothing_left(id: &str) {
+    let mut last = Vec::new();
+    let clean = poll(CLEANUP_TIMEOUT, || {
+        last = leftovers(id);
+        last.is_empty().then_some(())
+    });
+    if clean.is_none() {
+        panic!(
+            "container {id} left behind after {CLEANUP_TIMEOUT:?}:\n  {}\n{}",
+            last.join("\n  "),
+            containerd_log(id)
+        );
+    }
+}
