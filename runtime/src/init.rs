@@ -174,6 +174,7 @@ fn init_process(
         let slave = setup_terminal(pipe, process)?;
         rootfs::mount_console(&slave)?;
     }
+    create_cwd(process)?;
     set_names(&spec)?;
     set_sysctls(&spec)?;
     rootfs::finalize(&spec)?;
@@ -299,6 +300,16 @@ fn wait_for_start(mut fifo: std::fs::File) -> anyhow::Result<()> {
             Err(e) => return Err(e).context("wait on the exec fifo"),
         }
     }
+}
+
+/// Like runc, create a missing cwd (as root, before the rootfs may turn read-only).
+fn create_cwd(process: &Process) -> anyhow::Result<()> {
+    let cwd = process.cwd();
+    if std::fs::symlink_metadata(cwd).is_err() {
+        std::fs::create_dir_all(cwd)
+            .map_err(|e| anyhow!("create cwd ({:?}) set in config.json: {e}", cwd))?;
+    }
+    Ok(())
 }
 
 fn set_names(spec: &Spec) -> anyhow::Result<()> {
