@@ -358,6 +358,19 @@ fn create_in(
     // The init opens it after switching to the container's user: let any user write into it.
     std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o622))
         .with_context(|| format!("chmod {}", fifo.display()))?;
+    // In a new user namespace the init is root of that namespace, not of ours: give it the fifo.
+    let host_root = |maps| namespaces::host_id_of_root(&namespaces::id_maps(maps));
+    if let (Some(uid), Some(gid)) = (
+        host_root(linux.uid_mappings()),
+        host_root(linux.gid_mappings()),
+    ) {
+        nix::unistd::chown(
+            &fifo,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        )
+        .with_context(|| format!("chown {}", fifo.display()))?;
+    }
     let cgroup = CgroupManager::new(linux.cgroups_path().as_deref(), &opts.id)?;
 
     // Step 0: start the first child with the init pipe at INIT_PIPE_FD.

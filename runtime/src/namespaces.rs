@@ -127,6 +127,13 @@ pub fn id_maps(maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>) -> Vec<IdM
         .collect()
 }
 
+/// The host id that id 0 inside the namespace maps to, if any.
+pub fn host_id_of_root(maps: &[IdMap]) -> Option<u32> {
+    maps.iter()
+        .find(|m| m.container_id == 0 && m.size > 0)
+        .map(|m| m.host_id)
+}
+
 /// The text of `/proc/<pid>/uid_map` for `maps`.
 pub fn map_text(maps: &[IdMap]) -> String {
     maps.iter()
@@ -216,6 +223,17 @@ mod tests {
         assert!(plan(&l).unwrap_err().to_string().contains("twice"));
         let l = linux(serde_json::json!({"namespaces": [{"type": "user"}]}));
         assert!(plan(&l).is_err());
+    }
+
+    #[test]
+    fn root_maps_to_its_host_id() {
+        let m = [IdMap {
+            container_id: 0,
+            host_id: 100000,
+            size: 65536,
+        }];
+        assert_eq!(host_id_of_root(&m), Some(100000));
+        assert_eq!(host_id_of_root(&[]), None);
     }
 
     #[test]
