@@ -378,6 +378,11 @@ fn create_in(
     let mut first = reaper::spawn(&mut init_command(&opts.bundle, &opts.stdio, &child_end)?)
         .context("start the container init")?;
     drop(child_end);
+    // Join the first child to the cgroup now, while it is still starting up (the cgroup v1
+    // migration waits for an RCU grace period: overlap it with the exec), so the init it forks
+    // is born in the container's cgroup.
+    undo.cgroup = Some(cgroup.clone());
+    cgroup.apply(child_pid(&mut first)?)?;
 
     // Steps 1-4.
     pipe.send(&ToInit::Bootstrap(Bootstrap {
@@ -396,11 +401,7 @@ fn create_in(
         return Err(anyhow::anyhow!("init pipe: expected Pid, got {msg:?}").into());
     };
     undo.pid = pid;
-    // The first child exits right after reporting; its status carries nothing.
-    let _ = first.wait_timeout(Some(Duration::from_secs(2)));
     let (pid_start, _) = state::proc_start(pid).context("container init died at once")?;
-    cgroup.apply(pid)?;
-    undo.cgroup = Some(cgroup.clone());
     let state = State {
         id: opts.id.clone(),
         bundle: opts.bundle.clone(),
@@ -428,6 +429,9 @@ fn create_in(
     })))?;
     let console = drive_sync(&mut pipe, spec, &state, &cgroup)?;
     state.save(dir)?;
+    // The first child exited right after step 4 (its status carries nothing): reap it now that
+    // it is surely gone, off the path of the steps above.
+    let _ = first.wait_timeout(Some(Duration::from_secs(2)));
     Ok((state, console))
 }
 
@@ -494,6 +498,11 @@ fn with_default_devices(
         res.set_devices(Some(rules));
     }
     res
+}
+
+/// The pid of a child we just spawned.
+pub(crate) fn child_pid(w: &mut reaper::Waitable) -> Result<i32> {
+    Ok(i32::try_from(w.child().id()).context("child pid out of range")?)
 }
 
 /// `<exe> init` with a clean environment, the container's stdio and the init pipe at fd 3.

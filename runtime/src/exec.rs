@@ -10,7 +10,7 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 
-use crate::container::{init_command, Container, Stdio};
+use crate::container::{child_pid, init_command, Container, Stdio};
 use crate::state::Status;
 use crate::sync::{self, Bootstrap, ExecConfig, FromInit, ToInit};
 use crate::{namespaces, reaper, security, Error, Result};
@@ -53,6 +53,9 @@ impl Container {
         )?)
         .context("start the exec helper")?;
         drop(child_end);
+        // Born in the cgroup: join the helper before it forks (see create).
+        let mut undo = KillOnDrop(child_pid(&mut first)?);
+        self.state.cgroup.apply(undo.0)?;
         pipe.send(&ToInit::Bootstrap(Bootstrap {
             join,
             clone_flags: 0,
@@ -62,9 +65,7 @@ impl Container {
         let FromInit::Pid { pid } = pipe.recv()? else {
             return Err(anyhow::anyhow!("init pipe: expected Pid").into());
         };
-        let _ = first.wait_timeout(Some(Duration::from_secs(2)));
-        let mut undo = KillOnDrop(pid);
-        self.state.cgroup.apply(pid)?;
+        undo.0 = pid;
         if let Some(adj) = opts.process.oom_score_adj() {
             security::set_oom_score_adj(pid, adj)?;
         }
@@ -83,6 +84,7 @@ impl Container {
             }
         }
         undo.0 = 0;
+        let _ = first.wait_timeout(Some(Duration::from_secs(2)));
         Ok(ExecProcess { pid, console })
     }
 }

@@ -8,10 +8,11 @@
 //!
 //! | step | sender      | message             | the receiver then                                        |
 //! |------|-------------|---------------------|----------------------------------------------------------|
+//! | 0    | -           | -                   | P spawns the first child and moves it into the container's cgroup |
 //! | 1    | P           | `Bootstrap`         | first child joins the namespace paths, creates the new ones |
 //! | 2    | first child | `UserNsReady{pid}`  | (only with a new user namespace) P writes uid/gid maps    |
 //! | 3    | P           | `MappingsWritten`   | first child becomes root in the user namespace, goes on   |
-//! | 4    | first child | `Pid{pid}`          | first child forks the init, reports its host pid, exits; P adopts the pid, applies the cgroup |
+//! | 4    | first child | `Pid{pid}`          | first child forks the init (born in the cgroup), reports its host pid, exits; P adopts the pid |
 //! | 5    | P           | `Config`            | init unshares its cgroup namespace, mounts the rootfs     |
 //! | 6    | I           | `Hooks`             | (only with prestart/createRuntime hooks) P runs them      |
 //! | 7    | P           | `Resume`            | init runs createContainer hooks, pivot_root, hostname, sysctls, masked/readonly paths |

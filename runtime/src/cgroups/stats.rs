@@ -2,6 +2,9 @@
 //! cgroupfs stat formats (flat keyed files, v1 blkio lists, v2 `io.stat`), and the readers for
 //! v1 and v2. A file that does not exist (controller not mounted or not enabled, older kernel)
 //! leaves its fields at zero.
+//!
+//! The structure carries what containerd's cgroup metrics (`io.containerd.cgroups.v1.Metrics`,
+//! `io.containerd.cgroups.v2.Metrics`) report, so a shim can fill those from it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,6 +25,9 @@ pub struct Stats {
     pub pids: PidsStats,
     /// Block I/O.
     pub blkio: BlkioStats,
+    /// Huge pages, one entry per page size (v1 `hugetlb` hierarchy, or the cgroup2 one: on v2
+    /// and on a hybrid host whose hugetlb controller lives there).
+    pub hugetlb: Vec<HugetlbStats>,
 }
 
 /// CPU usage, in nanoseconds.
@@ -48,6 +54,10 @@ pub struct Throttling {
     pub throttled_periods: u64,
     /// Total time throttled, in nanoseconds.
     pub throttled_time_ns: u64,
+    /// Periods in which a burst (`cfs_burst_us` / `cpu.max.burst`) was used.
+    pub bursts: u64,
+    /// Total burst time used, in nanoseconds.
+    pub burst_time_ns: u64,
 }
 
 /// Memory usage, in bytes. A limit of `u64::MAX` means "no limit" on v2; v1 reports its own huge
@@ -77,6 +87,49 @@ pub struct MemoryStats {
     pub oom_kill: u64,
     /// The whole `memory.stat`.
     pub stat: BTreeMap<String, u64>,
+    /// v1 memory+swap counters (`memory.memsw.*`; all 0 without swap accounting).
+    pub memsw: MemoryEntry,
+    /// v1 kernel memory counters (`memory.kmem.*`).
+    pub kernel: MemoryEntry,
+    /// v1 kernel TCP buffer counters (`memory.kmem.tcp.*`).
+    pub kernel_tcp: MemoryEntry,
+    /// v2 peak swap usage (`memory.swap.peak`; 0 when unknown).
+    pub swap_max_usage: u64,
+    /// v1 `oom_kill_disable` of memory.oom_control.
+    pub oom_kill_disable: u64,
+    /// v1 `under_oom` of memory.oom_control.
+    pub under_oom: u64,
+    /// v2 `memory.events` (low, high, max, oom, oom_kill, oom_group_kill).
+    pub events: BTreeMap<String, u64>,
+}
+
+/// One v1 set of memory counters (`memory.*`, `memory.memsw.*`, `memory.kmem.*`,
+/// `memory.kmem.tcp.*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryEntry {
+    /// `usage_in_bytes`
+    pub usage: u64,
+    /// `max_usage_in_bytes`
+    pub max_usage: u64,
+    /// `limit_in_bytes`
+    pub limit: u64,
+    /// `failcnt`
+    pub failcnt: u64,
+}
+
+/// Huge page usage of one page size.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HugetlbStats {
+    /// The page size as cgroupfs names it (`2MB`, `1GB`).
+    pub pagesize: String,
+    /// Current usage in bytes (v1 `usage_in_bytes`, v2 `current`).
+    pub usage: u64,
+    /// Peak usage in bytes (v1 `max_usage_in_bytes`; v2: 0).
+    pub max_usage: u64,
+    /// The limit (v1 `limit_in_bytes`, v2 `max`: `u64::MAX` for none).
+    pub limit: u64,
+    /// Allocations refused by the limit (v1 `failcnt`, v2 `max` of `events`).
+    pub failcnt: u64,
 }
 
 /// Task counts.
@@ -95,6 +148,18 @@ pub struct BlkioStats {
     pub io_service_bytes_recursive: Vec<BlkioEntry>,
     /// Operations done.
     pub io_serviced_recursive: Vec<BlkioEntry>,
+    /// v1 CFQ (or BFQ debug) only: operations queued.
+    pub io_queued_recursive: Vec<BlkioEntry>,
+    /// v1 CFQ (or BFQ debug) only: time spent servicing, in nanoseconds.
+    pub io_service_time_recursive: Vec<BlkioEntry>,
+    /// v1 CFQ (or BFQ debug) only: time spent waiting, in nanoseconds.
+    pub io_wait_time_recursive: Vec<BlkioEntry>,
+    /// v1 CFQ (or BFQ debug) only: merged operations.
+    pub io_merged_recursive: Vec<BlkioEntry>,
+    /// v1 CFQ (or BFQ debug) only: disk time per device (op empty).
+    pub io_time_recursive: Vec<BlkioEntry>,
+    /// v1 CFQ (or BFQ debug) only: sectors transferred per device (op empty).
+    pub sectors_recursive: Vec<BlkioEntry>,
 }
 
 /// One device/operation counter.
@@ -104,10 +169,13 @@ pub struct BlkioEntry {
     pub major: u64,
     /// Device minor number.
     pub minor: u64,
-    /// `Read`, `Write`, `Sync`, `Async`, `Discard` (v1 also `Total`).
+    /// `Read`, `Write`, `Sync`, `Async`, `Discard` (v1 also `Total`); empty for per-device
+    /// counters (`io_time`, `sectors`).
     pub op: String,
     /// The counter.
     pub value: u64,
+    /// The device node (`/dev/sda`) when sysfs names it, else empty.
+    pub device: String,
 }
 
 /// Parse a flat keyed file (`key value` lines: memory.stat, cpu.stat, memory.events,
@@ -138,13 +206,16 @@ pub fn parse_list(text: &str) -> Vec<u64> {
         .collect()
 }
 
-/// Parse a v1 blkio list (`8:0 Read 4096` lines; the closing `Total N` line is skipped).
+/// Parse a v1 blkio list (`8:0 Read 4096` lines, or `8:0 4096` for per-device counters such as
+/// `io_time` and `sectors`; the closing `Total N` line is skipped).
 pub fn parse_blkio_v1(text: &str) -> Vec<BlkioEntry> {
     text.lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
-            let [dev, op, value] = f.as_slice() else {
-                return None;
+            let (dev, op, value) = match f.as_slice() {
+                [dev, op, value] => (*dev, *op, *value),
+                [dev, value] => (*dev, "", *value),
+                _ => return None,
             };
             let (major, minor) = dev.split_once(':')?;
             Some(BlkioEntry {
@@ -152,6 +223,7 @@ pub fn parse_blkio_v1(text: &str) -> Vec<BlkioEntry> {
                 minor: minor.parse().ok()?,
                 op: op.to_string(),
                 value: value.parse().ok()?,
+                device: String::new(),
             })
         })
         .collect()
@@ -191,6 +263,7 @@ pub fn parse_io_stat(text: &str) -> (Vec<BlkioEntry>, Vec<BlkioEntry>) {
                 minor,
                 op: op.to_string(),
                 value,
+                device: String::new(),
             });
         }
     }
@@ -207,7 +280,125 @@ fn number(dir: &Path, file: &str) -> Result<u64> {
     Ok(parse_u64_or_max(&text(dir, file)?))
 }
 
-/// Statistics from the v1 hierarchies.
+/// The v1 counters `<prefix>usage_in_bytes`, `max_usage_in_bytes`, `limit_in_bytes`, `failcnt`.
+fn memory_entry(dir: &Path, prefix: &str) -> Result<MemoryEntry> {
+    Ok(MemoryEntry {
+        usage: number(dir, &format!("{prefix}usage_in_bytes"))?,
+        max_usage: number(dir, &format!("{prefix}max_usage_in_bytes"))?,
+        limit: number(dir, &format!("{prefix}limit_in_bytes"))?,
+        failcnt: number(dir, &format!("{prefix}failcnt"))?,
+    })
+}
+
+/// The page sizes that have a `hugetlb.<size>.<suffix>` file among `names` (reserved-page
+/// files `hugetlb.<size>.rsvd.*` are not sizes), sorted.
+pub fn hugetlb_sizes<'a>(names: impl IntoIterator<Item = &'a str>, suffix: &str) -> Vec<String> {
+    let mut sizes: Vec<String> = names
+        .into_iter()
+        .filter_map(|n| {
+            n.strip_prefix("hugetlb.")?
+                .strip_suffix(suffix)?
+                .strip_suffix('.')
+        })
+        .filter(|size| !size.is_empty() && !size.contains('.'))
+        .map(str::to_string)
+        .collect();
+    sizes.sort();
+    sizes.dedup();
+    sizes
+}
+
+/// The file names in `dir` (empty when it does not exist).
+fn file_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Huge page usage from a v1 hugetlb cgroup.
+fn hugetlb_v1(dir: &Path) -> Result<Vec<HugetlbStats>> {
+    let names = file_names(dir);
+    hugetlb_sizes(names.iter().map(String::as_str), "limit_in_bytes")
+        .into_iter()
+        .map(|size| {
+            let e = memory_entry(dir, &format!("hugetlb.{size}."))?;
+            Ok(HugetlbStats {
+                pagesize: size,
+                usage: e.usage,
+                max_usage: e.max_usage,
+                limit: e.limit,
+                failcnt: e.failcnt,
+            })
+        })
+        .collect()
+}
+
+/// Huge page usage from a cgroup2 cgroup (empty when hugetlb is not enabled there).
+fn hugetlb_v2(dir: &Path) -> Result<Vec<HugetlbStats>> {
+    let names = file_names(dir);
+    hugetlb_sizes(names.iter().map(String::as_str), "max")
+        .into_iter()
+        .map(|size| {
+            let events = parse_flat_keyed(&text(dir, &format!("hugetlb.{size}.events"))?);
+            Ok(HugetlbStats {
+                usage: number(dir, &format!("hugetlb.{size}.current"))?,
+                max_usage: 0,
+                limit: number(dir, &format!("hugetlb.{size}.max"))?,
+                failcnt: events.get("max").copied().unwrap_or(0),
+                pagesize: size,
+            })
+        })
+        .collect()
+}
+
+/// The `DEVNAME` of a sysfs `uevent` file.
+pub fn parse_uevent_devname(text: &str) -> Option<&str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("DEVNAME="))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+}
+
+/// Name the device of every entry (`/dev/<DEVNAME>` from `/sys/dev/block/M:m/uevent`), looking
+/// each device up once; a device sysfs does not know keeps an empty name.
+fn name_devices(lists: &mut [&mut Vec<BlkioEntry>]) {
+    let mut names: BTreeMap<(u64, u64), String> = BTreeMap::new();
+    for list in lists.iter_mut() {
+        for e in list.iter_mut() {
+            e.device = names
+                .entry((e.major, e.minor))
+                .or_insert_with(|| {
+                    let uevent = format!("/sys/dev/block/{}:{}/uevent", e.major, e.minor);
+                    std::fs::read_to_string(uevent)
+                        .ok()
+                        .and_then(|t| parse_uevent_devname(&t).map(|n| format!("/dev/{n}")))
+                        .unwrap_or_default()
+                })
+                .clone();
+        }
+    }
+}
+
+impl BlkioStats {
+    fn name_devices(&mut self) {
+        name_devices(&mut [
+            &mut self.io_service_bytes_recursive,
+            &mut self.io_serviced_recursive,
+            &mut self.io_queued_recursive,
+            &mut self.io_service_time_recursive,
+            &mut self.io_wait_time_recursive,
+            &mut self.io_merged_recursive,
+            &mut self.io_time_recursive,
+            &mut self.sectors_recursive,
+        ]);
+    }
+}
+
+/// Statistics from the v1 hierarchies (and the cgroup2 one of a hybrid host, for hugetlb).
 pub(super) fn read_v1(hierarchies: &[Hierarchy]) -> Result<Stats> {
     let mut s = Stats::default();
     if let Some(dir) = v1::dir_of(hierarchies, "cpuacct") {
@@ -243,14 +434,17 @@ pub(super) fn read_v1(hierarchies: &[Hierarchy]) -> Result<Stats> {
             periods: get("nr_periods"),
             throttled_periods: get("nr_throttled"),
             throttled_time_ns: get("throttled_time"),
+            bursts: get("nr_bursts"),
+            burst_time_ns: get("burst_time"),
         };
     }
     if let Some(dir) = v1::dir_of(hierarchies, "memory") {
         let m = &mut s.memory;
-        m.usage = number(dir, "memory.usage_in_bytes")?;
-        m.max_usage = number(dir, "memory.max_usage_in_bytes")?;
-        m.limit = number(dir, "memory.limit_in_bytes")?;
-        m.failcnt = number(dir, "memory.failcnt")?;
+        let usage = memory_entry(dir, "memory.")?;
+        m.usage = usage.usage;
+        m.max_usage = usage.max_usage;
+        m.limit = usage.limit;
+        m.failcnt = usage.failcnt;
         m.stat = parse_flat_keyed(&text(dir, "memory.stat")?);
         let stat = |a: &str, b: &str| {
             m.stat
@@ -261,19 +455,31 @@ pub(super) fn read_v1(hierarchies: &[Hierarchy]) -> Result<Stats> {
         };
         m.cache = stat("total_cache", "cache");
         m.rss = stat("total_rss", "rss");
-        m.swap_usage = number(dir, "memory.memsw.usage_in_bytes")?.saturating_sub(m.usage);
-        m.swap_limit = number(dir, "memory.memsw.limit_in_bytes")?;
+        m.memsw = memory_entry(dir, "memory.memsw.")?;
+        m.kernel = memory_entry(dir, "memory.kmem.")?;
+        m.kernel_tcp = memory_entry(dir, "memory.kmem.tcp.")?;
+        m.swap_usage = m.memsw.usage.saturating_sub(m.usage);
+        m.swap_limit = m.memsw.limit;
         let oom = parse_flat_keyed(&text(dir, "memory.oom_control")?);
-        m.oom_kill = oom.get("oom_kill").copied().unwrap_or(0);
+        let get = |k: &str| oom.get(k).copied().unwrap_or(0);
+        m.oom_kill = get("oom_kill");
+        m.oom_kill_disable = get("oom_kill_disable");
+        m.under_oom = get("under_oom");
     }
     if let Some(dir) = v1::dir_of(hierarchies, "pids") {
         s.pids = pids(dir)?;
     }
     if let Some(dir) = v1::dir_of(hierarchies, "blkio") {
-        // CFQ, then BFQ, then the throttling layer (always there, also counts without limits).
-        let pick = |suffix: &str| -> Result<Vec<BlkioEntry>> {
+        // CFQ, then BFQ, then (bytes and operations only) the throttling layer, which is always
+        // there and also counts without limits.
+        let pick = |suffix: &str, throttle: bool| -> Result<Vec<BlkioEntry>> {
+            let prefixes: &[&str] = if throttle {
+                &["blkio.", "blkio.bfq.", "blkio.throttle."]
+            } else {
+                &["blkio.", "blkio.bfq."]
+            };
             let mut last = Vec::new();
-            for prefix in ["blkio.", "blkio.bfq.", "blkio.throttle."] {
+            for prefix in prefixes {
                 last = parse_blkio_v1(&text(dir, &format!("{prefix}{suffix}"))?);
                 if !last.is_empty() {
                     break;
@@ -281,8 +487,22 @@ pub(super) fn read_v1(hierarchies: &[Hierarchy]) -> Result<Stats> {
             }
             Ok(last)
         };
-        s.blkio.io_service_bytes_recursive = pick("io_service_bytes_recursive")?;
-        s.blkio.io_serviced_recursive = pick("io_serviced_recursive")?;
+        s.blkio = BlkioStats {
+            io_service_bytes_recursive: pick("io_service_bytes_recursive", true)?,
+            io_serviced_recursive: pick("io_serviced_recursive", true)?,
+            io_queued_recursive: pick("io_queued_recursive", false)?,
+            io_service_time_recursive: pick("io_service_time_recursive", false)?,
+            io_wait_time_recursive: pick("io_wait_time_recursive", false)?,
+            io_merged_recursive: pick("io_merged_recursive", false)?,
+            io_time_recursive: pick("time_recursive", false)?,
+            sectors_recursive: pick("sectors_recursive", false)?,
+        };
+        s.blkio.name_devices();
+    }
+    if let Some(dir) = v1::dir_of(hierarchies, "hugetlb") {
+        s.hugetlb = hugetlb_v1(dir)?;
+    } else if let Some(h) = hierarchies.iter().find(|h| h.unified) {
+        s.hugetlb = hugetlb_v2(&h.dir)?;
     }
     Ok(s)
 }
@@ -309,6 +529,8 @@ pub(super) fn read_v2(dir: &Path) -> Result<Stats> {
             periods: get("nr_periods"),
             throttled_periods: get("nr_throttled"),
             throttled_time_ns: get("throttled_usec").saturating_mul(1000),
+            bursts: get("nr_bursts"),
+            burst_time_ns: get("burst_usec").saturating_mul(1000),
         },
     };
     let m = &mut s.memory;
@@ -320,16 +542,20 @@ pub(super) fn read_v2(dir: &Path) -> Result<Stats> {
     m.rss = m.stat.get("anon").copied().unwrap_or(0);
     m.swap_usage = number(dir, "memory.swap.current")?;
     m.swap_limit = number(dir, "memory.swap.max")?;
-    let events = parse_flat_keyed(&text(dir, "memory.events")?);
-    m.failcnt = events.get("max").copied().unwrap_or(0);
-    m.oom = events.get("oom").copied().unwrap_or(0);
-    m.oom_kill = events.get("oom_kill").copied().unwrap_or(0);
+    m.swap_max_usage = number(dir, "memory.swap.peak")?;
+    m.events = parse_flat_keyed(&text(dir, "memory.events")?);
+    m.failcnt = m.events.get("max").copied().unwrap_or(0);
+    m.oom = m.events.get("oom").copied().unwrap_or(0);
+    m.oom_kill = m.events.get("oom_kill").copied().unwrap_or(0);
     s.pids = pids(dir)?;
     let (bytes, ios) = parse_io_stat(&text(dir, "io.stat")?);
     s.blkio = BlkioStats {
         io_service_bytes_recursive: bytes,
         io_serviced_recursive: ios,
+        ..Default::default()
     };
+    s.blkio.name_devices();
+    s.hugetlb = hugetlb_v2(dir)?;
     Ok(s)
 }
 
@@ -371,12 +597,84 @@ mod tests {
                 major: 8,
                 minor: 0,
                 op: "Read".into(),
-                value: 4096
+                value: 4096,
+                device: String::new(),
             }
         );
         assert_eq!(e[6].major, 253);
         assert_eq!(e[6].minor, 1);
         assert!(parse_blkio_v1("Total 0\n").is_empty());
+        // per-device counters (time_recursive, sectors_recursive) have no operation
+        let e = parse_blkio_v1("8:0 1234\n8:16 5\nTotal 1239\n");
+        assert_eq!(e.len(), 2);
+        assert_eq!((e[0].major, e[0].op.as_str(), e[0].value), (8, "", 1234));
+        assert_eq!((e[1].minor, e[1].value), (16, 5));
+    }
+
+    #[test]
+    fn hugetlb_page_sizes() {
+        let v1 = [
+            "hugetlb.2MB.limit_in_bytes",
+            "hugetlb.2MB.usage_in_bytes",
+            "hugetlb.2MB.rsvd.limit_in_bytes",
+            "hugetlb.1GB.limit_in_bytes",
+            "cgroup.procs",
+        ];
+        assert_eq!(hugetlb_sizes(v1, "limit_in_bytes"), ["1GB", "2MB"]);
+        let v2 = [
+            "hugetlb.2MB.max",
+            "hugetlb.2MB.current",
+            "hugetlb.2MB.rsvd.max",
+            "hugetlb.2MB.events",
+            "memory.max",
+        ];
+        assert_eq!(hugetlb_sizes(v2, "max"), ["2MB"]);
+        assert!(hugetlb_sizes(["hugetlb..max", "hugetlb.max"], "max").is_empty());
+    }
+
+    #[test]
+    fn uevent_devname() {
+        let t = "MAJOR=8\nMINOR=0\nDEVNAME=sda\nDEVTYPE=disk\n";
+        assert_eq!(parse_uevent_devname(t), Some("sda"));
+        assert_eq!(parse_uevent_devname("MAJOR=253\nDEVNAME=\n"), None);
+        assert_eq!(parse_uevent_devname(""), None);
+    }
+
+    #[test]
+    fn memory_entries_read_missing_files_as_zero() {
+        let dir = std::env::temp_dir().join(format!("myshim-stats-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("memory.memsw.usage_in_bytes"), "4096\n").unwrap();
+        std::fs::write(
+            dir.join("memory.memsw.limit_in_bytes"),
+            "9223372036854771712\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("hugetlb.2MB.current"), "2097152\n").unwrap();
+        std::fs::write(dir.join("hugetlb.2MB.max"), "max\n").unwrap();
+        std::fs::write(dir.join("hugetlb.2MB.events"), "max 3\n").unwrap();
+        let e = memory_entry(&dir, "memory.memsw.").unwrap();
+        let h = hugetlb_v2(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            e,
+            MemoryEntry {
+                usage: 4096,
+                max_usage: 0,
+                limit: 9_223_372_036_854_771_712,
+                failcnt: 0
+            }
+        );
+        assert_eq!(
+            h,
+            [HugetlbStats {
+                pagesize: "2MB".into(),
+                usage: 2 << 20,
+                max_usage: 0,
+                limit: u64::MAX,
+                failcnt: 3
+            }]
+        );
     }
 
     #[test]
@@ -392,7 +690,8 @@ mod tests {
                 major: 8,
                 minor: 16,
                 op: "Write".into(),
-                value: 314_773_504
+                value: 314_773_504,
+                device: String::new(),
             }
         );
         assert_eq!(bytes[2].op, "Discard");
@@ -402,7 +701,8 @@ mod tests {
                 major: 253,
                 minor: 0,
                 op: "Write".into(),
-                value: 2
+                value: 2,
+                device: String::new(),
             }
         );
         assert_eq!(parse_io_stat(""), (vec![], vec![]));
