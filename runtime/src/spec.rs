@@ -46,11 +46,6 @@ pub fn validate(spec: &Spec) -> Result<()> {
             process.cwd()
         )));
     }
-    if process.terminal() == Some(true) {
-        return Err(Error::invalid(
-            "process.terminal: terminals are not supported yet",
-        ));
-    }
     refuse(process.io_priority().is_some(), "process.ioPriority")?;
     refuse(process.scheduler().is_some(), "process.scheduler")?;
     if process

@@ -5,7 +5,9 @@
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskStart};
+use containerd_shim::protos::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskStart,
+};
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::{MessageDyn, MessageField};
 use containerd_shim::protos::topics;
@@ -114,6 +116,27 @@ impl Events {
         self.send(topics::TASK_START_EVENT_TOPIC, Box::new(event));
     }
 
+    /// /tasks/exec-added
+    pub fn task_exec_added(&self, id: &str, exec_id: &str) {
+        let event = TaskExecAdded {
+            container_id: id.into(),
+            exec_id: exec_id.into(),
+            ..Default::default()
+        };
+        self.send(topics::TASK_EXEC_ADDED_EVENT_TOPIC, Box::new(event));
+    }
+
+    /// /tasks/exec-started
+    pub fn task_exec_started(&self, id: &str, exec_id: &str, pid: u32) {
+        let event = TaskExecStarted {
+            container_id: id.into(),
+            exec_id: exec_id.into(),
+            pid,
+            ..Default::default()
+        };
+        self.send(topics::TASK_EXEC_STARTED_EVENT_TOPIC, Box::new(event));
+    }
+
     /// /tasks/exit (`exec_id` is the container id for the init)
     pub fn task_exit(&self, id: &str, exec_id: &str, pid: u32, exit: &Exit) {
         let event = TaskExit {
@@ -138,6 +161,33 @@ impl Events {
             ..Default::default()
         };
         self.send(topics::TASK_DELETE_EVENT_TOPIC, Box::new(event));
+    }
+
+    /// /tasks/paused
+    pub fn task_paused(&self, id: &str) {
+        let event = containerd_shim::protos::events::task::TaskPaused {
+            container_id: id.into(),
+            ..Default::default()
+        };
+        self.send(topics::TASK_PAUSED_EVENT_TOPIC, Box::new(event));
+    }
+
+    /// /tasks/resumed
+    pub fn task_resumed(&self, id: &str) {
+        let event = containerd_shim::protos::events::task::TaskResumed {
+            container_id: id.into(),
+            ..Default::default()
+        };
+        self.send(topics::TASK_RESUMED_EVENT_TOPIC, Box::new(event));
+    }
+
+    /// /tasks/oom
+    pub fn task_oom(&self, id: &str) {
+        let event = containerd_shim::protos::events::task::TaskOOM {
+            container_id: id.into(),
+            ..Default::default()
+        };
+        self.send(topics::TASK_OOM_EVENT_TOPIC, Box::new(event));
     }
 }
 

@@ -11,6 +11,9 @@
 //! ([`ProcessIo::close_stdin`]) writes a byte, and the thread copies what is still in the fifo,
 //! then closes the pipe so the container reads EOF; dropping [`ProcessIo`] (process exit) hangs
 //! the control pipe up, and the thread stops at once.
+//!
+//! A terminal process's stdio is a pty instead: [`crate::console`] copies between its master
+//! and the fifos.
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -22,6 +25,8 @@ use myshim_runtime::Stdio;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::unistd::{fchown, pipe2, Gid, Uid};
+
+use crate::console::{Console, Fifos};
 
 /// Stack size of the stdin copy thread: it only needs its 32 KiB heap buffer.
 const COPY_STACK: usize = 64 * 1024;
@@ -49,11 +54,34 @@ pub struct ProcessIo {
     stdin_ctl: Option<File>,
     /// CloseIO was already passed on.
     stdin_closed: bool,
+    /// A terminal process's fifos, until its pty master is known ([`Self::attach_console`]).
+    terminal_fifos: Option<Fifos>,
+    /// A terminal process's copier (see [`crate::console`]).
+    console: Option<Console>,
 }
 
 impl ProcessIo {
+    /// Start copying between a terminal process's fifos and its pty `master`.
+    pub fn attach_console(&mut self, master: OwnedFd, what: &str) -> anyhow::Result<()> {
+        let fifos = self
+            .terminal_fifos
+            .take()
+            .context("no terminal was asked for")?;
+        self.console = Some(fifos.start(master, what)?);
+        Ok(())
+    }
+
+    /// The terminal's copier, for a terminal process.
+    pub fn console(&self) -> Option<&Console> {
+        self.console.as_ref()
+    }
+
     /// CloseIO for stdin: the container reads EOF once what containerd wrote is copied.
     pub fn close_stdin(&mut self) {
+        if let Some(console) = &self.console {
+            console.close_stdin();
+            return;
+        }
         if let Some(ctl) = self.stdin_ctl.as_mut().filter(|_| !self.stdin_closed) {
             // One byte into an empty pipe: cannot block.
             if let Err(e) = ctl.write_all(&[CTL_CLOSE]) {
@@ -65,11 +93,16 @@ impl ProcessIo {
 }
 
 /// Open the process's stdio: the fds to give the container and what the shim keeps.
-/// `owner` (uid, gid) is applied to the fifos and pipes the container gets. The caller has
-/// refused `terminal` already (not supported yet).
+/// `owner` (uid, gid) is applied to the fifos and pipes the container gets. A terminal process
+/// gets no fds (its stdio is the pty the runtime sets up): the fifos are opened here and the
+/// caller hands the pty master to [`ProcessIo::attach_console`].
 pub fn open(paths: &StdioPaths, owner: Option<(u32, u32)>) -> anyhow::Result<(Stdio, ProcessIo)> {
     let mut stdio = Stdio::default();
     let mut io = ProcessIo::default();
+    if paths.terminal {
+        io.terminal_fifos = Some(Fifos::open(paths)?);
+        return Ok((stdio, io));
+    }
 
     if !paths.stdout.is_empty() {
         let (keep, fd) = open_output("stdout", &paths.stdout, owner)?;
@@ -101,7 +134,7 @@ fn check_path(name: &str, path: &str) -> anyhow::Result<()> {
 }
 
 /// Open a fifo `O_RDWR` (does not block) and check that it is one.
-fn open_fifo(name: &str, path: &str) -> anyhow::Result<File> {
+pub(crate) fn open_fifo(name: &str, path: &str) -> anyhow::Result<File> {
     check_path(name, path)?;
     // std opens with O_CLOEXEC.
     let fifo = OpenOptions::new()
@@ -169,7 +202,7 @@ fn open_input(path: &str, owner: Option<(u32, u32)>) -> anyhow::Result<(OwnedFd,
     Ok((read, ctl_write))
 }
 
-fn set_nonblocking(fd: &impl AsRawFd) -> anyhow::Result<()> {
+pub(crate) fn set_nonblocking(fd: &impl AsRawFd) -> anyhow::Result<()> {
     let raw = fd.as_raw_fd();
     let flags = OFlag::from_bits_retain(fcntl(raw, FcntlArg::F_GETFL).context("F_GETFL")?);
     fcntl(raw, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).context("F_SETFL O_NONBLOCK")?;

@@ -4,10 +4,15 @@
 //! [`shim::MyShim`] for the `start` and `delete` actions and for the daemon, whose ttrpc task
 //! service is [`service::Service`].
 
+pub mod console;
+pub mod control;
 pub mod errors;
 pub mod events;
+pub mod exec;
 pub mod exits;
 pub mod io;
+pub mod metrics;
+pub mod oom;
 pub mod options;
 pub mod process;
 pub mod rootfs;

@@ -45,6 +45,8 @@ pub enum Phase {
     Starting(Option<Exit>),
     /// Started and not exited.
     Running,
+    /// Started, not exited, and frozen by Pause (the whole container is).
+    Paused,
     /// Exited.
     Stopped(Exit),
     /// Deleted; the entry is about to disappear.
@@ -60,6 +62,10 @@ pub enum Op {
     Kill,
     /// Delete
     Delete,
+    /// Pause (freeze the container)
+    Pause,
+    /// Resume (thaw the container)
+    Resume,
 }
 
 impl Op {
@@ -68,6 +74,8 @@ impl Op {
             Op::Start => "start",
             Op::Kill => "kill",
             Op::Delete => "delete",
+            Op::Pause => "pause",
+            Op::Resume => "resume",
         }
     }
 }
@@ -77,16 +85,18 @@ impl Phase {
     pub fn check(&self, op: Op, what: &str) -> ttrpc::Result<()> {
         use Phase::*;
         match (self, op) {
+            (Created | Starting(_), Op::Pause | Op::Resume) => Err(errors::failed_precondition(
+                format!("{what} is not running: cannot {}", op.verb()),
+            )),
             (Created, _) => Ok(()),
-            (Starting(_) | Running, Op::Kill) => Ok(()),
+            (Starting(_) | Running | Paused, Op::Kill) => Ok(()),
+            (Running, Op::Pause) | (Paused, Op::Resume) => Ok(()),
             (Stopped(_), Op::Delete) => Ok(()),
             (Stopped(_), Op::Kill) => Err(errors::not_found("process already finished")),
             (Deleted, _) => Err(errors::not_found(format!("{what} not found"))),
-            (Starting(_) | Running | Stopped(_), _) => Err(errors::failed_precondition(format!(
-                "{what} is {}: cannot {}",
-                self.name(),
-                op.verb()
-            ))),
+            (Starting(_) | Running | Paused | Stopped(_), _) => Err(errors::failed_precondition(
+                format!("{what} is {}: cannot {}", self.name(), op.verb()),
+            )),
         }
     }
 
@@ -95,6 +105,7 @@ impl Phase {
         match self {
             Phase::Created => Status::CREATED,
             Phase::Starting(None) | Phase::Running => Status::RUNNING,
+            Phase::Paused => Status::PAUSED,
             Phase::Starting(Some(_)) | Phase::Stopped(_) | Phase::Deleted => Status::STOPPED,
         }
     }
@@ -113,6 +124,7 @@ impl Phase {
             Phase::Created => "created",
             Phase::Starting(_) => "starting",
             Phase::Running => "running",
+            Phase::Paused => "paused",
             Phase::Stopped(_) => "stopped",
             Phase::Deleted => "deleted",
         }
@@ -123,6 +135,8 @@ struct Inner {
     phase: Phase,
     /// Released at exit (or delete): closes the stdio keepalives, stops the stdin copier.
     io: Option<ProcessIo>,
+    /// The shim reaped the process (its exit may still wait for the terminal's output).
+    reaped: bool,
 }
 
 /// A process's state and exit; see the module doc for the locking rules.
@@ -138,6 +152,7 @@ impl Process {
             inner: Mutex::new(Inner {
                 phase: Phase::Created,
                 io: Some(io),
+                reaped: false,
             }),
             exited: Condvar::new(),
         }
@@ -187,12 +202,46 @@ impl Process {
         };
     }
 
+    /// Give the process its stdio (an exec's is opened when it starts).
+    pub fn set_io(&self, io: ProcessIo) {
+        self.lock().io = Some(io);
+    }
+
+    /// Run `f` on the process's stdio, unless it was released.
+    pub fn with_io<T>(&self, f: impl FnOnce(&ProcessIo) -> T) -> Option<T> {
+        self.lock().io.as_ref().map(f)
+    }
+
+    /// The shim reaped the process: `record` records its exit (it calls [`Self::exited`]), right
+    /// away, or for a terminal process once the terminal's output is drained (on the console's
+    /// thread), so that output is complete when Wait returns.
+    pub fn reaped(&self, record: Box<dyn FnOnce() + Send>) {
+        let deferred = {
+            let mut inner = self.lock();
+            inner.reaped = true;
+            match inner.io.as_ref().and_then(ProcessIo::console) {
+                Some(console) => console.when_drained(record),
+                None => Err(record),
+            }
+        };
+        if let Err(record) = deferred {
+            record();
+        }
+    }
+
+    /// Whether the process was reaped (or its exit recorded): it can no longer be signalled.
+    pub fn is_reaped(&self) -> bool {
+        let inner = self.lock();
+        inner.reaped || inner.phase.exit().is_some()
+    }
+
     /// Record the process's exit (once): release its stdio, wake waiters, and publish TaskExit via
     /// `on_exit` unless a start in progress will do it after TaskStart.
     pub fn exited(&self, exit: Exit, on_exit: impl FnOnce(&Exit)) {
         let mut inner = self.lock();
+        inner.reaped = true;
         match inner.phase {
-            Phase::Created | Phase::Running => {
+            Phase::Created | Phase::Running | Phase::Paused => {
                 on_exit(&exit);
                 inner.phase = Phase::Stopped(exit);
             }
@@ -201,6 +250,21 @@ impl Process {
         }
         inner.io = None;
         self.exited.notify_all();
+    }
+
+    /// After the runtime froze (`paused`) or thawed the container: move between `Running` and
+    /// `Paused`, publishing via `on_change` under the state lock. False (nothing published) if
+    /// the process is not in the state it is moved from (it exited meanwhile).
+    pub fn set_paused(&self, paused: bool, on_change: impl FnOnce()) -> bool {
+        let mut inner = self.lock();
+        let next = match (&inner.phase, paused) {
+            (Phase::Running, true) => Phase::Paused,
+            (Phase::Paused, false) => Phase::Running,
+            _ => return false,
+        };
+        on_change();
+        inner.phase = next;
+        true
     }
 
     /// CloseIO for stdin (a no-op once the process has exited).
@@ -322,6 +386,10 @@ mod tests {
                 Phase::Running,
                 [fp("running", "start"), ok.clone(), fp("running", "delete")],
             ),
+            (
+                Phase::Paused,
+                [fp("paused", "start"), ok.clone(), fp("paused", "delete")],
+            ),
             (stopped, [fp("stopped", "start"), finished, ok]),
             (Phase::Deleted, [gone.clone(), gone.clone(), gone]),
         ];
@@ -330,6 +398,61 @@ mod tests {
                 assert_eq!(code(phase.check(op, what)), want, "{phase:?} {op:?}");
             }
         }
+    }
+
+    #[test]
+    fn pause_and_resume_legality() {
+        let what = "container c1";
+        let cases = [
+            (
+                Phase::Created,
+                Some(Code::FAILED_PRECONDITION),
+                Some(Code::FAILED_PRECONDITION),
+            ),
+            (
+                Phase::Starting(None),
+                Some(Code::FAILED_PRECONDITION),
+                Some(Code::FAILED_PRECONDITION),
+            ),
+            (Phase::Running, None, Some(Code::FAILED_PRECONDITION)),
+            (Phase::Paused, Some(Code::FAILED_PRECONDITION), None),
+            (
+                Phase::Stopped(exit(0)),
+                Some(Code::FAILED_PRECONDITION),
+                Some(Code::FAILED_PRECONDITION),
+            ),
+            (Phase::Deleted, Some(Code::NOT_FOUND), Some(Code::NOT_FOUND)),
+        ];
+        for (phase, pause, resume) in cases {
+            let c = |op| code(phase.check(op, what)).map(|(c, _)| c);
+            assert_eq!(c(Op::Pause), pause, "{phase:?} pause");
+            assert_eq!(c(Op::Resume), resume, "{phase:?} resume");
+        }
+        assert_eq!(
+            code(Phase::Paused.check(Op::Pause, what)).unwrap().1,
+            "container c1 is paused: cannot pause"
+        );
+    }
+
+    #[test]
+    fn pause_resume_and_exit_while_paused() {
+        let p = Process::new(ProcessIo::default());
+        let log = RefCell::new(Vec::new());
+        assert!(!p.set_paused(true, || log.borrow_mut().push("paused")));
+        p.begin_start("c").unwrap();
+        p.started(true, || {}, |_| {});
+        assert!(p.set_paused(true, || log.borrow_mut().push("paused")));
+        assert_eq!(p.phase(), Phase::Paused);
+        assert_eq!(p.phase().status(), Status::PAUSED);
+        assert!(!p.set_paused(true, || log.borrow_mut().push("again")));
+        assert!(p.set_paused(false, || log.borrow_mut().push("resumed")));
+        assert_eq!(p.phase(), Phase::Running);
+        assert!(p.set_paused(true, || log.borrow_mut().push("paused")));
+        // SIGKILLed while paused: the exit is recorded and published as usual
+        p.exited(exit(137), |_| log.borrow_mut().push("exit"));
+        assert_eq!(p.phase(), Phase::Stopped(exit(137)));
+        assert!(!p.set_paused(false, || log.borrow_mut().push("late")));
+        assert_eq!(*log.borrow(), ["paused", "resumed", "paused", "exit"]);
     }
 
     #[test]

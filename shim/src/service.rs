@@ -1,7 +1,9 @@
-//! The containerd task service (task API v2 over ttrpc): decodes requests, finds the task and
-//! turns results into responses. Only the init process of each container exists today; exec,
-//! pause/resume, update, stats, checkpoint and resize_pty answer UNIMPLEMENTED. CloseIO closes
-//! the init's stdin (ctr and CRI send it when their input ends).
+//! The containerd task service (task API v2 over ttrpc): decodes requests, finds the task (and
+//! with an exec id its exec process, see [`crate::exec`]) and turns results into responses.
+//! Checkpoint answers UNIMPLEMENTED. CloseIO closes a process's stdin (ctr and CRI send it when
+//! their input ends); terminals are copied by [`crate::console`]. Pause/Resume/Update/Stats are
+//! in [`crate::control`], the metrics conversion in [`crate::metrics`], OOM events in
+//! [`crate::oom`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,12 +18,12 @@ use containerd_shim::api::{
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::shim::shim::CheckpointTaskRequest;
 use containerd_shim::protos::ttrpc;
-use containerd_shim::protos::types::task::ProcessInfo;
 use containerd_shim::{ExitSignal, TtrpcContext, TtrpcResult};
 use myshim_runtime::{Container, CreateOptions};
 
 use crate::errors;
 use crate::events::{timestamp, Events};
+use crate::exec::Exec;
 use crate::io::{self, StdioPaths};
 use crate::options::{self, OptionsError};
 use crate::process::Process;
@@ -35,6 +37,8 @@ pub struct Service {
     table: Arc<Table>,
     events: Events,
     exit: Arc<ExitSignal>,
+    /// the thread publishing TaskOOM for every task's memory cgroup
+    oom: crate::oom::Monitor,
 }
 
 impl Service {
@@ -43,28 +47,29 @@ impl Service {
         Service {
             root,
             table,
+            oom: crate::oom::Monitor::start(events.clone()),
             events,
             exit,
         }
     }
 
-    /// The task `id`, for requests about its init (`exec_id` empty; there are no execs yet).
-    fn init_task(&self, id: &str, exec_id: &str) -> TtrpcResult<Arc<Task>> {
+    /// The task `id` and, with a non-empty `exec_id`, that exec process.
+    fn task_and_exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+    ) -> TtrpcResult<(Arc<Task>, Option<Arc<Exec>>)> {
         let task = self.table.get(id)?;
-        if !exec_id.is_empty() {
-            return Err(errors::not_found(format!(
-                "process {exec_id} not found in container {id}"
-            )));
-        }
-        Ok(task)
+        let exec = match exec_id {
+            "" => None,
+            _ => Some(task.exec(exec_id)?),
+        };
+        Ok((task, exec))
     }
 
     fn do_create(&self, req: &CreateTaskRequest) -> TtrpcResult<CreateTaskResponse> {
         if req.id.is_empty() {
             return Err(errors::invalid("container id is empty"));
-        }
-        if req.terminal {
-            return Err(errors::unimplemented("terminal is not supported yet"));
         }
         if !req.checkpoint.is_empty() || !req.parent_checkpoint.is_empty() {
             return Err(errors::unimplemented("checkpoint restore is not supported"));
@@ -96,23 +101,47 @@ impl Service {
             }
             err
         };
-        let (fds, process_io) =
+        let (fds, mut process_io) =
             io::open(&stdio, opts.io_owner()).map_err(|e| undo_mount(errors::unknown(&e)))?;
-        let container = Container::create(CreateOptions {
+        let mut container = Container::create(CreateOptions {
             id: req.id.clone(),
             bundle: bundle.clone(),
             root: self.root.clone(),
             stdio: fds,
         })
         .map_err(|e| undo_mount(errors::runtime(&e)))?;
-        let task = Arc::new(Task::new(
-            container,
-            self.root.clone(),
-            bundle,
-            stdio,
-            mounted,
-            Process::new(process_io),
-        ));
+        // The pty master (config.json's process.terminal) and the request must agree.
+        let attached = match (container.take_console(), req.terminal) {
+            (Some(master), true) => process_io
+                .attach_console(master, &format!("container {}", req.id))
+                .map_err(|e| errors::unknown(&e)),
+            (None, false) => Ok(()),
+            (None, true) => Err(errors::invalid(
+                "a terminal was asked for but config.json's process.terminal is not true",
+            )),
+            (Some(_), false) => Err(errors::invalid(
+                "config.json's process.terminal is true but no terminal was asked for",
+            )),
+        };
+        if let Err(e) = attached {
+            if let Err(d) = container.delete(true) {
+                log::warn!("create {}: delete after failure: {d:#}", req.id);
+            }
+            return Err(undo_mount(e));
+        }
+        // Before Start lets the process run: no OOM can be missed.
+        self.oom.watch(&req.id, container.cgroup_manager());
+        let task = Arc::new(
+            Task::new(
+                container,
+                self.root.clone(),
+                bundle,
+                stdio,
+                mounted,
+                Process::new(process_io),
+            )
+            .with_io_owner(opts.io_owner()),
+        );
         let pid = task.pid;
         self.table
             .insert(reservation, task, &req.rootfs, &self.events);
@@ -145,8 +174,11 @@ impl containerd_shim::Task for Service {
     }
 
     fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
-        let task = self.init_task(&req.id, &req.exec_id)?;
-        let pid = task.start(&self.events)?;
+        let (task, exec) = self.task_and_exec(&req.id, &req.exec_id)?;
+        let pid = match exec {
+            Some(exec) => task.start_exec(&exec, &self.table, &self.events)?,
+            None => task.start(&self.events)?,
+        };
         Ok(StartResponse {
             pid,
             ..Default::default()
@@ -154,18 +186,21 @@ impl containerd_shim::Task for Service {
     }
 
     fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
-        let task = self.init_task(&req.id, &req.exec_id)?;
-        let phase = task.init.phase();
+        let (task, exec) = self.task_and_exec(&req.id, &req.exec_id)?;
+        let (id, pid, phase, stdio) = match &exec {
+            Some(e) => (&e.id, e.pid(), e.process.phase(), &e.stdio),
+            None => (&task.id, task.pid, task.init.phase(), &task.stdio),
+        };
         let exit = phase.exit();
         Ok(StateResponse {
-            id: task.id.clone(),
+            id: id.clone(),
             bundle: task.bundle_str(),
-            pid: task.pid,
+            pid,
             status: phase.status().into(),
-            stdin: task.stdio.stdin.clone(),
-            stdout: task.stdio.stdout.clone(),
-            stderr: task.stdio.stderr.clone(),
-            terminal: task.stdio.terminal,
+            stdin: stdio.stdin.clone(),
+            stdout: stdio.stdout.clone(),
+            stderr: stdio.stderr.clone(),
+            terminal: stdio.terminal,
             exit_status: exit.map_or(0, |e| e.status),
             exited_at: exit.map_or(MessageField::none(), |e| {
                 MessageField::some(timestamp(e.at))
@@ -176,13 +211,17 @@ impl containerd_shim::Task for Service {
     }
 
     fn wait(&self, ctx: &TtrpcContext, req: WaitRequest) -> TtrpcResult<WaitResponse> {
-        let task = self.init_task(&req.id, &req.exec_id)?;
+        let (task, exec) = self.task_and_exec(&req.id, &req.exec_id)?;
+        let process = exec.as_ref().map_or(&task.init, |e| &e.process);
         // The client going away (containerd restarting) ends the wait.
         let cancelled = || ctx.cancel_rx.try_recv().is_err_and(|e| e.is_disconnected());
-        let exit = task.init.wait(cancelled).ok_or_else(|| {
+        let exit = process.wait(cancelled).ok_or_else(|| {
+            let what = exec
+                .as_ref()
+                .map_or(format!("container {}", req.id), |e| e.what(&req.id));
             errors::status(
                 ttrpc::Code::CANCELLED,
-                format!("wait for container {}: cancelled", req.id),
+                format!("wait for {what}: cancelled"),
             )
         })?;
         Ok(WaitResponse {
@@ -193,14 +232,30 @@ impl containerd_shim::Task for Service {
     }
 
     fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
-        let task = self.init_task(&req.id, &req.exec_id)?;
-        task.kill(req.signal, req.all)?;
+        let (task, exec) = self.task_and_exec(&req.id, &req.exec_id)?;
+        match exec {
+            Some(exec) => task.kill_exec(&exec, req.signal)?,
+            None => task.kill(req.signal, req.all)?,
+        }
         Ok(Empty::default())
     }
 
     fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
-        let task = self.init_task(&req.id, &req.exec_id)?;
+        let (task, exec) = self.task_and_exec(&req.id, &req.exec_id)?;
+        if let Some(exec) = exec {
+            // No event: containerd's runc shim publishes TaskDelete for the init only.
+            let exit = task.delete_exec(&exec)?;
+            return Ok(DeleteResponse {
+                pid: exec.pid(),
+                exit_status: exit.status,
+                exited_at: MessageField::some(timestamp(exit.at)),
+                ..Default::default()
+            });
+        }
+        // An OOM not read yet goes out before the cgroup (and its notifier) is removed.
+        self.oom.flush(&task.id);
         let exit = task.delete(&self.events)?;
+        self.oom.remove(&task.id);
         self.table.remove(&task.id);
         log::info!("deleted container {}", task.id);
         Ok(DeleteResponse {
@@ -217,10 +272,7 @@ impl containerd_shim::Task for Service {
             .pids()?
             .into_iter()
             .filter_map(|pid| u32::try_from(pid).ok())
-            .map(|pid| ProcessInfo {
-                pid,
-                ..Default::default()
-            })
+            .map(|pid| task.process_info(pid))
             .collect();
         Ok(PidsResponse {
             processes,
@@ -246,36 +298,90 @@ impl containerd_shim::Task for Service {
         Ok(Empty::default())
     }
 
-    fn exec(&self, _ctx: &TtrpcContext, _req: ExecProcessRequest) -> TtrpcResult<Empty> {
-        unsupported("exec")
+    fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
+        let task = self.table.get(&req.id)?;
+        let added = crate::exec::decode_spec(req.spec.as_ref()).and_then(|spec| {
+            let stdio = StdioPaths {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: req.terminal,
+            };
+            task.add_exec(Exec::new(&req.exec_id, spec, stdio), &self.events)
+        });
+        if let Err(e) = &added {
+            log::warn!(
+                "exec {} in container {}: {}",
+                req.exec_id,
+                req.id,
+                errors::describe(e)
+            );
+        }
+        added.map(|()| Empty::default())
     }
 
-    fn pause(&self, _ctx: &TtrpcContext, _req: PauseRequest) -> TtrpcResult<Empty> {
-        unsupported("pause")
+    fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> TtrpcResult<Empty> {
+        let task = self.table.get(&req.id)?;
+        task.pause(&self.events)?;
+        log::info!("paused container {}", req.id);
+        Ok(Empty::default())
     }
 
-    fn resume(&self, _ctx: &TtrpcContext, _req: ResumeRequest) -> TtrpcResult<Empty> {
-        unsupported("resume")
+    fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> TtrpcResult<Empty> {
+        let task = self.table.get(&req.id)?;
+        task.resume(&self.events)?;
+        log::info!("resumed container {}", req.id);
+        Ok(Empty::default())
     }
 
-    fn update(&self, _ctx: &TtrpcContext, _req: UpdateTaskRequest) -> TtrpcResult<Empty> {
-        unsupported("update")
+    fn update(&self, _ctx: &TtrpcContext, req: UpdateTaskRequest) -> TtrpcResult<Empty> {
+        let task = self.table.get(&req.id)?;
+        let resources = crate::control::decode_resources(req.resources.as_ref())?;
+        task.update(&resources)?;
+        log::info!("updated the resources of container {}", req.id);
+        Ok(Empty::default())
     }
 
-    fn stats(&self, _ctx: &TtrpcContext, _req: StatsRequest) -> TtrpcResult<StatsResponse> {
-        unsupported("stats")
+    fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> TtrpcResult<StatsResponse> {
+        let task = self.table.get(&req.id)?;
+        let (stats, layout) = task.stats()?;
+        let any = crate::metrics::to_any(&stats, layout).map_err(|e| errors::unknown(&e))?;
+        Ok(StatsResponse {
+            stats: MessageField::some(any),
+            ..Default::default()
+        })
     }
 
     fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> TtrpcResult<Empty> {
-        let task = self.init_task(&req.id, &req.exec_id)?;
+        let (task, exec) = self.task_and_exec(&req.id, &req.exec_id)?;
         if req.stdin {
-            task.init.close_stdin();
+            exec.as_ref()
+                .map_or(&task.init, |e| &e.process)
+                .close_stdin();
         }
         Ok(Empty::default())
     }
 
-    fn resize_pty(&self, _ctx: &TtrpcContext, _req: ResizePtyRequest) -> TtrpcResult<Empty> {
-        unsupported("resize_pty (terminal)")
+    fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> TtrpcResult<Empty> {
+        let (task, exec) = self.task_and_exec(&req.id, &req.exec_id)?;
+        let process = exec.as_ref().map_or(&task.init, |e| &e.process);
+        let resized = process
+            .with_io(|io| io.console().map(|c| c.resize(req.width, req.height)))
+            .flatten();
+        match resized {
+            Some(Err(e)) => Err(errors::unknown(
+                &anyhow::Error::new(e).context("resize the terminal"),
+            )),
+            Some(Ok(())) => Ok(Empty::default()),
+            // No terminal (any more, or not yet): like runc's shim, nothing to do; an exec that
+            // is not started yet gets its terminal created with this size.
+            None => {
+                if let Some(e) = exec.as_ref().filter(|e| e.stdio.terminal && e.pid() == 0) {
+                    e.set_console_size(req.width, req.height);
+                }
+                Ok(Empty::default())
+            }
+        }
     }
 
     fn checkpoint(&self, _ctx: &TtrpcContext, _req: CheckpointTaskRequest) -> TtrpcResult<Empty> {

@@ -25,6 +25,10 @@ const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
 /// How long the daemon waits for queued events to go out before exiting.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// After SIGTERM: if the orderly exit (event flush, ttrpc server shutdown) takes longer than
+/// this, the daemon exits anyway.
+const SIGNAL_EXIT_GRACE: Duration = Duration::from_secs(5);
+
 /// The runtime root for `namespace`.
 pub fn runtime_root(namespace: &str) -> PathBuf {
     Path::new(RUNTIME_ROOT).join(namespace)
@@ -128,6 +132,9 @@ impl containerd_shim::Shim for MyShim {
         if let Err(e) = exits::start(table.clone(), events.clone()) {
             fatal(&format!("start exit monitor: {e}"));
         }
+        if let Err(e) = exit_on_signals(self.exit.clone()) {
+            fatal(&format!("handle SIGTERM: {e}"));
+        }
         Service::new(
             runtime_root(&self.namespace),
             table,
@@ -135,6 +142,27 @@ impl containerd_shim::Shim for MyShim {
             self.exit.clone(),
         )
     }
+}
+
+/// SIGTERM or SIGINT (host shutdown, an administrator): the daemon exits like containerd's Go
+/// shims do on these signals (containerd-shim's own signal loop only logs them, which would
+/// leave the shim running until the host's shutdown timeout kills it). Nothing is killed: the
+/// containers keep running; [`MyShim::wait`] flushes the queued events first.
+fn exit_on_signals(exit: Arc<ExitSignal>) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT])?;
+    std::thread::Builder::new()
+        .name("exit-signals".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                log::info!("received signal {sig}: exiting (containers keep running)");
+                exit.signal();
+                std::thread::sleep(SIGNAL_EXIT_GRACE);
+                log::warn!("still running {SIGNAL_EXIT_GRACE:?} after signal {sig}: exiting now");
+                std::process::exit(0);
+            }
+        })?;
+    Ok(())
 }
 
 /// Log and exit: the daemon cannot run without its threads.

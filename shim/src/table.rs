@@ -1,8 +1,9 @@
 //! The shim's tasks by container id, the ids being created, and exits the shim could not yet
 //! attribute (an init can die before its entry exists: killed or failed between fork and
-//! `Container::create` returning).
+//! `Container::create` returning; an exec process before `Container::exec` returned its pid).
 //!
-//! Lock order: the table lock before a process's state lock, never the reverse.
+//! Lock order: the table lock before a task's exec map, before a process's state lock, never
+//! the reverse.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,6 +14,7 @@ use containerd_shim::protos::types::mount::Mount;
 
 use crate::errors;
 use crate::events::Events;
+use crate::exec::Exec;
 use crate::process::Exit;
 use crate::task::Task;
 
@@ -108,11 +110,23 @@ impl Table {
         let pid = i32::try_from(task.pid).unwrap_or(0);
         if let Some(exit) = inner.unattributed.take(pid) {
             // The pid may have been reused since: believe the exit only if the pid is free.
-            if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
-                == Err(nix::errno::Errno::ESRCH)
-            {
-                task.init
-                    .exited(exit, |e| ev.task_exit(&task.id, &task.id, task.pid, e));
+            if pid_is_free(pid) {
+                task.init_reaped(exit, ev);
+            }
+        }
+    }
+
+    /// Exec process `exec` of `task` started as `pid`: from now on its exit is attributed to it;
+    /// an exit reaped before (it may have died at once) is recorded now.
+    pub fn exec_started(&self, task: &Arc<Task>, exec: &Arc<Exec>, pid: u32, ev: &Events) {
+        let mut inner = self.lock();
+        exec.set_pid(pid);
+        let Ok(raw) = i32::try_from(pid) else {
+            return;
+        };
+        if let Some(exit) = inner.unattributed.take(raw) {
+            if pid_is_free(raw) {
+                task.exec_reaped(exec, exit, ev);
             }
         }
     }
@@ -137,23 +151,37 @@ impl Table {
         inner.tasks.is_empty() && inner.creating.is_empty()
     }
 
-    /// Attribute an exit reaped by the shim: to the live init with that pid (recording it and
-    /// publishing TaskExit), else remember it for a task being created.
+    /// Attribute an exit reaped by the shim: to the live init or exec process with that pid
+    /// (recording it and publishing TaskExit), else remember it for a task being created or an
+    /// exec being started.
     pub fn process_exited(&self, pid: i32, code: i32, ev: &Events) {
         let exit = Exit::now(code);
         let mut inner = self.lock();
-        let task = inner
+        let init = inner
             .tasks
             .values()
-            .find(|t| i32::try_from(t.pid) == Ok(pid) && !t.init.has_exited())
+            .find(|t| i32::try_from(t.pid) == Ok(pid) && !t.init.is_reaped())
             .cloned();
-        match task {
-            Some(t) => t
-                .init
-                .exited(exit, |e| ev.task_exit(&t.id, &t.id, t.pid, e)),
+        if let Some(t) = init {
+            t.init_reaped(exit, ev);
+            return;
+        }
+        let exec = u32::try_from(pid).ok().and_then(|upid| {
+            inner
+                .tasks
+                .values()
+                .find_map(|t| t.execs.by_pid(upid).map(|e| (t.clone(), e)))
+        });
+        match exec {
+            Some((t, e)) => t.exec_reaped(&e, exit, ev),
             None => inner.unattributed.record(pid, exit),
         }
     }
+}
+
+/// Whether no process has `pid` (a remembered exit is only believed then: pids get reused).
+fn pid_is_free(pid: i32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH)
 }
 
 #[cfg(test)]

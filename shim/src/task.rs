@@ -32,6 +32,10 @@ pub struct Task {
     pub rootfs: Option<PathBuf>,
     /// the init's state
     pub init: Process,
+    /// exec processes (see [`crate::exec`])
+    pub execs: crate::exec::Execs,
+    /// owner (uid, gid) for the stdio of exec processes, from the task options
+    pub io_owner: Option<(u32, u32)>,
     /// runtime root the container lives under
     root: PathBuf,
     /// The runtime handle; held across runtime calls. Lock order: this before the init's state.
@@ -56,9 +60,17 @@ impl Task {
             stdio,
             rootfs,
             init,
+            execs: Default::default(),
+            io_owner: None,
             root,
             container: Mutex::new(Some(container)),
         }
+    }
+
+    /// The owner (uid, gid) exec processes' stdio gets.
+    pub fn with_io_owner(mut self, owner: Option<(u32, u32)>) -> Task {
+        self.io_owner = owner;
+        self
     }
 
     fn what(&self) -> String {
@@ -70,7 +82,7 @@ impl Task {
     }
 
     /// Run `f` on the runtime handle (reloading it from disk if a failed delete consumed it).
-    fn with_container<T>(
+    pub(crate) fn with_container<T>(
         &self,
         f: impl FnOnce(&mut Container) -> myshim_runtime::Result<T>,
     ) -> ttrpc::Result<T> {
@@ -109,16 +121,19 @@ impl Task {
             .map_err(|_| errors::invalid(format!("invalid signal {signal}")))?;
         let finished = || errors::not_found("process already finished");
         let sent = self.with_container(|c| {
-            // It may have exited while we waited for the handle.
-            if self.init.has_exited() {
+            // It may have exited while we waited for the handle (reaped: its exit may still
+            // wait for its terminal's output).
+            if self.init.is_reaped() {
                 return Ok(false);
             }
-            c.kill(signal, all).map(|()| true)
+            c.kill(signal, all)?;
+            crate::control::after_kill(c, &self.init, signal);
+            Ok(true)
         });
         match sent {
             Ok(true) => Ok(()),
             Ok(false) => Err(finished()),
-            Err(_) if self.init.has_exited() => Err(finished()),
+            Err(_) if self.init.is_reaped() => Err(finished()),
             Err(e) => Err(e),
         }
     }
@@ -145,6 +160,9 @@ impl Task {
         }
         let mut guard = self.container();
         self.init.check(Op::Delete, &what)?;
+        // Exec processes that outlived the init (no pid namespace of its own) are killed, and
+        // their exits reported, before the container goes.
+        self.stop_execs();
         let force = !self.init.has_exited();
         let container = match guard.take() {
             Some(c) => Some(c),
@@ -163,6 +181,7 @@ impl Task {
         let exit = self.init.deleted(&what, |exit| {
             events.task_delete(&self.id, &self.id, self.pid, exit)
         })?;
+        self.clear_execs();
         drop(guard);
         Ok(exit)
     }

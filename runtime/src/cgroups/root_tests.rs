@@ -205,3 +205,57 @@ fn v1_apply_failure_leaves_nothing() {
         );
     }
 }
+
+#[test]
+#[ignore = "needs root and a cgroup v1 host; run by hand"]
+fn v1_oom_watcher_fires_and_stats_count_the_kill() {
+    use std::os::fd::AsFd;
+
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+    if !v1_root() {
+        return;
+    }
+    let rel = format!("myshim-selftest-oom-{}/c1", std::process::id());
+    let mgr = CgroupManager::new(Some(Path::new(&rel)), "unused").unwrap();
+    // The child waits a little before it allocates without bound: time to join the cgroup.
+    let mut child = Command::new("sh")
+        .args(["-c", "sleep 0.3; exec tail /dev/zero"])
+        .spawn()
+        .unwrap();
+    let pid = i32::try_from(child.id()).unwrap();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        mgr.apply(pid).unwrap();
+        let limit = LinuxResourcesBuilder::default()
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(16 << 20)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        mgr.set(&limit).unwrap();
+        let mut watcher = oom::OomWatcher::new(&mgr).unwrap();
+        let mut fds = [PollFd::new(watcher.as_fd(), PollFlags::POLLIN)];
+        assert_eq!(poll(&mut fds, PollTimeout::from(10_000u16)).unwrap(), 1);
+        assert!(watcher.drain().unwrap());
+        let stats = mgr.stats().unwrap();
+        assert!(stats.memory.oom_kill >= 1, "{:?}", stats.memory);
+        assert!(stats.memory.failcnt > 0);
+        assert_eq!(stats.memory.limit, 16 << 20);
+        watcher
+    }));
+    let status = child.wait().unwrap();
+    let destroyed = mgr.destroy();
+    remove_parents(&mgr);
+    let mut watcher = match outcome {
+        Ok(w) => w,
+        Err(e) => std::panic::resume_unwind(e),
+    };
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    destroyed.unwrap();
+    // The cgroup is gone: the eventfd fires once more and drain says so.
+    assert!(watcher.drain().is_err());
+}
