@@ -410,6 +410,7 @@ fn create_in(
         started: false,
         cgroup: cgroup.clone(),
         hooks: spec.hooks().clone(),
+        seccomp: linux.seccomp().clone(),
         annotations: spec.annotations().clone().unwrap_or_default(),
     };
     state.save(dir)?;

@@ -72,6 +72,7 @@ impl Container {
         security::set_rlimits(pid, opts.process.rlimits().as_deref().unwrap_or_default())?;
         pipe.send(&ToInit::Exec(Box::new(ExecConfig {
             process: opts.process,
+            seccomp: self.state.seccomp.clone(),
         })))?;
         let mut console = None;
         loop {

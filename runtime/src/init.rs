@@ -19,8 +19,8 @@ use nix::unistd::{ForkResult, Gid, Uid};
 use oci_spec::runtime::{Process, Spec};
 
 use crate::hooks::{self, HookState};
-use crate::sync::{FromInit, InitConfig, InitEnd, ToInit};
-use crate::{namespaces, rootfs, security};
+use crate::sync::{ExecConfig, FromInit, InitConfig, InitEnd, ToInit};
+use crate::{namespaces, rootfs, seccomp, security};
 
 /// Environment variable that names the init pipe's fd.
 pub const INIT_PIPE_ENV: &str = "_MYSHIM_INITPIPE";
@@ -105,18 +105,21 @@ fn first_child(pipe: &mut InitEnd) -> anyhow::Result<Infallible> {
 fn container_init(pipe: &mut InitEnd, new_cgroupns: bool) -> anyhow::Result<Infallible> {
     match pipe.recv()? {
         ToInit::Config(cfg) => init_process(pipe, *cfg, new_cgroupns),
-        ToInit::Exec(cfg) => exec_process(pipe, &cfg.process),
+        ToInit::Exec(cfg) => exec_process(pipe, &cfg),
         other => Err(anyhow!("init pipe: expected Config or Exec, got {other:?}")),
     }
 }
 
 /// Steps E5-E7: a new process in a running container (whose namespaces the first child joined).
-fn exec_process(pipe: &mut InitEnd, process: &Process) -> anyhow::Result<Infallible> {
+fn exec_process(pipe: &mut InitEnd, cfg: &ExecConfig) -> anyhow::Result<Infallible> {
+    let process = &cfg.process;
     nix::unistd::setsid().context("setsid")?;
     if process.terminal() == Some(true) {
         setup_terminal(pipe, process)?;
     }
-    let target = prepare_exec(process)?;
+    // The container's seccomp profile applies to every process in it, as with runc.
+    let filter = cfg.seccomp.as_ref().map(seccomp::compile).transpose()?;
+    let target = prepare_exec(process, filter)?;
     // The pipe is close-on-exec: the parent sees a clean end of file when execve succeeds.
     Err(target.exec())
 }
@@ -181,7 +184,13 @@ fn init_process(
     pipe.send(&FromInit::Ready)?;
     pipe.expect("Run")?;
 
-    let target = prepare_exec(process)?;
+    let filter = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(seccomp::compile)
+        .transpose()?;
+    let target = prepare_exec(process, filter)?;
     pipe.send(&FromInit::Created)?;
     // From here on the parent no longer listens: errors go to the container's stderr.
     pipe.close();
@@ -200,11 +209,18 @@ struct ExecTarget {
     c_exe: CString,
     c_args: Vec<CString>,
     c_env: Vec<CString>,
+    /// A seccomp filter still to install, right before execve.
+    seccomp: Option<seccomp::Filter>,
 }
 
 impl ExecTarget {
-    /// execve; returns only on failure.
+    /// Install the seccomp filter if one is left, then execve; returns only on failure.
     fn exec(self) -> anyhow::Error {
+        if let Some(filter) = &self.seccomp {
+            if let Err(e) = filter.install() {
+                return e;
+            }
+        }
         let err = match nix::unistd::execve(&self.c_exe, &self.c_args, &self.c_env) {
             Ok(never) => match never {},
             Err(e) => e,
@@ -215,7 +231,19 @@ impl ExecTarget {
 
 /// Credentials, capabilities, cwd, environment and the binary, in that order, so that the cwd
 /// and the binary are checked with the rights the process will have.
-fn prepare_exec(process: &Process) -> anyhow::Result<ExecTarget> {
+///
+/// The seccomp filter goes on as runc puts it: without no_new_privs only CAP_SYS_ADMIN may
+/// install one, so it is installed here before the credentials are dropped (and filters every
+/// syscall the init makes from then on); with no_new_privs it is left in the target, to be
+/// installed just before execve so that the init's own syscalls are not filtered.
+fn prepare_exec(process: &Process, filter: Option<seccomp::Filter>) -> anyhow::Result<ExecTarget> {
+    let filter = match filter {
+        Some(f) if process.no_new_privileges() != Some(true) => {
+            f.install()?;
+            None
+        }
+        other => other,
+    };
     security::finalize_credentials(process)?;
     let cwd = process.cwd();
     nix::unistd::chdir(cwd).map_err(|e| {
@@ -244,6 +272,7 @@ fn prepare_exec(process: &Process) -> anyhow::Result<ExecTarget> {
             .map(|e| c(e.as_bytes()))
             .collect::<anyhow::Result<Vec<_>>>()?,
         exe,
+        seccomp: filter,
     })
 }
 

@@ -5,15 +5,20 @@ use std::path::Path;
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-use crate::{namespaces, Error, Result};
+use crate::{namespaces, seccomp, Error, Result};
 
 /// Read `<bundle>/config.json`, make the rootfs path absolute and validate the spec.
 pub fn load(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
     let text = std::fs::read(&path)
         .map_err(|e| Error::invalid(format!("read {}: {e}", path.display())))?;
-    let mut spec: Spec = serde_json::from_slice(&text)
-        .map_err(|e| Error::invalid(format!("parse {}: {e}", path.display())))?;
+    let mut spec: Spec = serde_json::from_slice(&text).map_err(|e| {
+        // serde names no field for a bad enum value: say which seccomp field it is.
+        let why = serde_json::from_slice::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| seccomp::explain_parse_error(&v));
+        Error::invalid(why.unwrap_or_else(|| format!("parse {}: {e}", path.display())))
+    })?;
     let root = spec
         .root()
         .as_ref()
@@ -80,7 +85,9 @@ pub fn validate(spec: &Spec) -> Result<()> {
         .linux()
         .as_ref()
         .ok_or_else(|| Error::invalid("linux: missing"))?;
-    refuse(linux.seccomp().is_some(), "linux.seccomp")?;
+    if let Some(profile) = linux.seccomp() {
+        seccomp::validate(profile)?;
+    }
     refuse(linux.intel_rdt().is_some(), "linux.intelRdt")?;
     refuse(linux.personality().is_some(), "linux.personality")?;
     refuse(
@@ -161,11 +168,30 @@ mod tests {
     }
 
     #[test]
-    fn seccomp_is_refused_by_name() {
+    fn seccomp_is_validated() {
         let mut j = minimal();
-        j["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"});
+        j["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]});
+        validate(&spec_from(j.clone())).unwrap();
+        j["linux"]["seccomp"]["syscalls"][0]["action"] = serde_json::json!("SCMP_ACT_NOTIFY");
         let err = validate(&spec_from(j)).unwrap_err().to_string();
-        assert!(err.contains("linux.seccomp"), "{err}");
+        assert!(err.contains("linux.seccomp.syscalls[0].action"), "{err}");
+    }
+
+    #[test]
+    fn seccomp_unknown_action_names_the_field_at_load() {
+        let dir = std::env::temp_dir().join(format!("myshim-spec-scmp-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+        let mut j = minimal();
+        j["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_FOO"}]});
+        std::fs::write(dir.join("config.json"), j.to_string()).unwrap();
+        let err = load(&dir).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            err.contains(r#"linux.seccomp.syscalls[0].action: unknown action "SCMP_ACT_FOO""#),
+            "{err}"
+        );
     }
 
     #[test]

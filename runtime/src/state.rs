@@ -60,6 +60,9 @@ pub struct State {
     pub cgroup: crate::cgroups::CgroupManager,
     /// hooks still to run (poststart, poststop)
     pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// the spec's seccomp profile (exec'd processes get it too)
+    #[serde(default)]
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
     /// annotations of the spec (given to hooks)
     #[serde(default)]
     pub annotations: std::collections::HashMap<String, String>,
@@ -167,6 +170,7 @@ mod tests {
             started: true,
             cgroup: crate::cgroups::CgroupManager::new(Some(Path::new("/ns/c1")), "c1").unwrap(),
             hooks: None,
+            seccomp: None,
             annotations: Default::default(),
         };
         s.save(&d).unwrap();

@@ -102,6 +102,9 @@ pub struct InitConfig {
 pub struct ExecConfig {
     /// The process to run.
     pub process: oci_spec::runtime::Process,
+    /// The container's seccomp profile, which binds every process in it.
+    #[serde(default)]
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 }
 
 /// Messages the parent sends.

@@ -1,0 +1,512 @@
+//! Tests: the generated program is run by the small interpreter in [`super::bpf`] on
+//! hand-made `seccomp_data`, and really installed in forked children (after no_new_privs, so
+//! no root is needed).
+
+use super::*;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::ForkResult;
+use serde_json::json;
+
+const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
+
+fn errno(e: i32) -> u32 {
+    libc::SECCOMP_RET_ERRNO | e as u32
+}
+
+fn profile(j: serde_json::Value) -> LinuxSeccomp {
+    serde_json::from_value(j).expect("profile parses")
+}
+
+fn nr(name: &str) -> u32 {
+    syscalls::number(name).expect("known syscall")
+}
+
+/// `struct seccomp_data` for the native ABI.
+fn data(nr: u32, args: [u64; 6]) -> Vec<u8> {
+    data_arch(nr, native::AUDIT_ARCH.unwrap(), args)
+}
+
+fn data_arch(nr: u32, arch: u32, args: [u64; 6]) -> Vec<u8> {
+    let mut d = Vec::new();
+    d.extend_from_slice(&nr.to_ne_bytes());
+    d.extend_from_slice(&arch.to_ne_bytes());
+    d.extend_from_slice(&0u64.to_ne_bytes());
+    for a in args {
+        d.extend_from_slice(&a.to_ne_bytes());
+    }
+    assert_eq!(d.len(), std::mem::size_of::<libc::seccomp_data>());
+    d
+}
+
+fn eval(f: &Filter, nr: u32, args: [u64; 6]) -> u32 {
+    bpf::run(&f.program, &data(nr, args))
+}
+
+#[test]
+fn seccomp_small_profile_translates() {
+    let f = compile(&profile(json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": libc::EACCES,
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [
+            {"names": ["read", "write", "exit_group"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+             "args": [{"index": 0, "value": 0x7E02_0000u64, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]},
+            {"names": ["kill"], "action": "SCMP_ACT_KILL_PROCESS"},
+            {"names": ["getpid"], "action": "SCMP_ACT_ERRNO"},
+            {"names": ["getppid"], "action": "SCMP_ACT_TRACE", "errnoRet": 7},
+            {"names": ["gettid"], "action": "SCMP_ACT_LOG"},
+            {"names": ["uname"], "action": "SCMP_ACT_TRAP"},
+        ]
+    })))
+    .unwrap();
+    let z = [0; 6];
+    assert_eq!(eval(&f, nr("read"), z), ALLOW);
+    assert_eq!(eval(&f, nr("exit_group"), z), ALLOW);
+    assert_eq!(eval(&f, nr("close"), z), errno(libc::EACCES));
+    assert_eq!(eval(&f, nr("kill"), z), libc::SECCOMP_RET_KILL_PROCESS);
+    assert_eq!(eval(&f, nr("getpid"), z), errno(libc::EPERM));
+    assert_eq!(eval(&f, nr("getppid"), z), libc::SECCOMP_RET_TRACE | 7);
+    assert_eq!(eval(&f, nr("gettid"), z), libc::SECCOMP_RET_LOG);
+    assert_eq!(eval(&f, nr("uname"), z), libc::SECCOMP_RET_TRAP);
+    // clone without namespace flags is allowed, with CLONE_NEWUSER it gets the default.
+    let thread = (libc::CLONE_VM | libc::CLONE_THREAD) as u64;
+    assert_eq!(eval(&f, nr("clone"), [thread, 0, 0, 0, 0, 0]), ALLOW);
+    let newuser = thread | libc::CLONE_NEWUSER as u64;
+    assert_eq!(
+        eval(&f, nr("clone"), [newuser, 0, 0, 0, 0, 0]),
+        errno(libc::EACCES)
+    );
+}
+
+#[test]
+fn seccomp_unknown_syscall_names_are_skipped() {
+    let f = compile(&profile(json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["no_such_call", "mkdir", "another_fake"], "action": "SCMP_ACT_ERRNO"}]
+    })))
+    .unwrap();
+    let z = [0; 6];
+    assert_eq!(eval(&f, nr("mkdirat"), z), ALLOW);
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(eval(&f, nr("mkdir"), z), errno(libc::EPERM));
+    // Only unknown names: nothing to filter but the ABI checks.
+    let f = compile(&profile(json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["no_such_call"], "action": "SCMP_ACT_ERRNO"}]
+    })))
+    .unwrap();
+    assert_eq!(eval(&f, nr("read"), z), ALLOW);
+}
+
+#[test]
+fn seccomp_unknown_action_is_refused_by_field() {
+    let config = json!({"linux": {"seccomp": {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [
+            {"names": ["read"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["write"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["close"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["open"], "action": "SCMP_ACT_FOO"},
+        ]
+    }}});
+    assert_eq!(
+        explain_parse_error(&config).unwrap(),
+        r#"linux.seccomp.syscalls[3].action: unknown action "SCMP_ACT_FOO""#
+    );
+    let config = json!({"linux": {"seccomp": {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW",
+                      "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_ABOUT"}]}]
+    }}});
+    assert_eq!(
+        explain_parse_error(&config).unwrap(),
+        r#"linux.seccomp.syscalls[0].args[0].op: unknown operator "SCMP_CMP_ABOUT""#
+    );
+    let config = json!({"linux": {"seccomp": {"defaultAction": "ALLOW"}}});
+    assert!(explain_parse_error(&config)
+        .unwrap()
+        .starts_with("linux.seccomp.defaultAction: unknown action"));
+    let config = json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_VAX"]}}});
+    assert!(explain_parse_error(&config)
+        .unwrap()
+        .starts_with("linux.seccomp.architectures[0]: unknown architecture"));
+    let config = json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"action": "SCMP_ACT_ALLOW"}]}}});
+    assert!(explain_parse_error(&config)
+        .unwrap()
+        .contains("missing field `names`"));
+    // A valid profile is not what is wrong.
+    let config = json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}});
+    assert_eq!(explain_parse_error(&config), None);
+}
+
+#[test]
+fn seccomp_unsupported_fields_are_refused_by_field() {
+    let err = |j: serde_json::Value| compile(&profile(j)).unwrap_err().to_string();
+    let e = err(json!({"defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"},
+                     {"names": ["ioctl"], "action": "SCMP_ACT_NOTIFY"}]}));
+    assert!(
+        e.contains("linux.seccomp.syscalls[1].action: SCMP_ACT_NOTIFY"),
+        "{e}"
+    );
+    let e = err(json!({"defaultAction": "SCMP_ACT_NOTIFY"}));
+    assert!(e.contains("linux.seccomp.defaultAction"), "{e}");
+    let e = err(json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock"}));
+    assert!(e.contains("linux.seccomp.listenerPath"), "{e}");
+    let e = err(json!({"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 1}));
+    assert!(e.contains("linux.seccomp.defaultErrnoRet"), "{e}");
+    let e = err(json!({"defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "errnoRet": 1}]}));
+    assert!(e.contains("linux.seccomp.syscalls[0].errnoRet"), "{e}");
+    let e = err(json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 70000}));
+    assert!(e.contains("linux.seccomp.defaultErrnoRet: 70000"), "{e}");
+    let e = err(json!({"defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW",
+                      "args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]}]}));
+    assert!(
+        e.contains("linux.seccomp.syscalls[0].args[0].index: 6"),
+        "{e}"
+    );
+    let e = err(json!({"defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [{"names": [], "action": "SCMP_ACT_ALLOW"}]}));
+    assert!(e.contains("linux.seccomp.syscalls[0].names"), "{e}");
+    let e = err(json!({"defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [{"names": ["read", ""], "action": "SCMP_ACT_ALLOW"}]}));
+    assert!(e.contains("linux.seccomp.syscalls[0].names[1]"), "{e}");
+}
+
+/// What libseccomp's comparison means, on plain integers.
+fn reference(op: Op, arg: u64, value: u64, value_two: u64) -> bool {
+    match op {
+        Op::ScmpCmpNe => arg != value,
+        Op::ScmpCmpLt => arg < value,
+        Op::ScmpCmpLe => arg <= value,
+        Op::ScmpCmpEq => arg == value,
+        Op::ScmpCmpGe => arg >= value,
+        Op::ScmpCmpGt => arg > value,
+        Op::ScmpCmpMaskedEq => arg & value == value_two,
+    }
+}
+
+#[test]
+fn seccomp_operators_compare_64_bits() {
+    let ops = [
+        (Op::ScmpCmpNe, "SCMP_CMP_NE"),
+        (Op::ScmpCmpLt, "SCMP_CMP_LT"),
+        (Op::ScmpCmpLe, "SCMP_CMP_LE"),
+        (Op::ScmpCmpEq, "SCMP_CMP_EQ"),
+        (Op::ScmpCmpGe, "SCMP_CMP_GE"),
+        (Op::ScmpCmpGt, "SCMP_CMP_GT"),
+        (Op::ScmpCmpMaskedEq, "SCMP_CMP_MASKED_EQ"),
+    ];
+    // Values around the 32-bit boundary and in both halves.
+    let samples: [u64; 12] = [
+        0,
+        1,
+        2,
+        0xffff_ffff,
+        0x1_0000_0000,
+        0x1_0000_0001,
+        0x2_0000_0000,
+        0x1_ffff_ffff,
+        u64::MAX,
+        u64::MAX - 1,
+        0x8000_0000_0000_0000,
+        0x7fff_ffff_ffff_ffff,
+    ];
+    let target = nr("getpid");
+    for (op, name) in ops {
+        for &value in &samples {
+            let value_two = value & 0x0000_0001_0000_0001;
+            let f = compile(&profile(json!({
+                "defaultAction": "SCMP_ACT_ERRNO",
+                "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ALLOW",
+                    "args": [{"index": 2, "value": value, "valueTwo": value_two, "op": name}]}]
+            })))
+            .unwrap();
+            for &arg in &samples {
+                let want = if reference(op, arg, value, value_two) {
+                    ALLOW
+                } else {
+                    errno(libc::EPERM)
+                };
+                let got = eval(&f, target, [0, 0, arg, 0, 0, 0]);
+                assert_eq!(got, want, "{name} arg={arg:#x} value={value:#x}");
+            }
+        }
+    }
+}
+
+#[test]
+fn seccomp_args_are_anded_unless_an_index_repeats() {
+    // Two indexes: one rule, both must hold.
+    let f = compile(&profile(json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ALLOW", "args": [
+            {"index": 0, "value": 1, "op": "SCMP_CMP_EQ"},
+            {"index": 1, "value": 2, "op": "SCMP_CMP_EQ"}]}]
+    })))
+    .unwrap();
+    let g = nr("getpid");
+    assert_eq!(eval(&f, g, [1, 2, 0, 0, 0, 0]), ALLOW);
+    assert_eq!(eval(&f, g, [1, 3, 0, 0, 0, 0]), errno(libc::EPERM));
+    assert_eq!(eval(&f, g, [0, 2, 0, 0, 0, 0]), errno(libc::EPERM));
+    // The same index twice: runc makes one rule per condition, so either may hold.
+    let f = compile(&profile(json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ALLOW", "args": [
+            {"index": 0, "value": 1, "op": "SCMP_CMP_EQ"},
+            {"index": 0, "value": 5, "op": "SCMP_CMP_EQ"}]}]
+    })))
+    .unwrap();
+    assert_eq!(eval(&f, g, [1, 0, 0, 0, 0, 0]), ALLOW);
+    assert_eq!(eval(&f, g, [5, 0, 0, 0, 0, 0]), ALLOW);
+    assert_eq!(eval(&f, g, [3, 0, 0, 0, 0, 0]), errno(libc::EPERM));
+}
+
+#[test]
+fn seccomp_conditional_rules_come_before_the_unconditional_one() {
+    // Docker's personality rules: some values allowed, the rest gets the default; here an
+    // unconditional rule with another action catches the rest.
+    let f = compile(&profile(json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [
+            {"names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": 22},
+            {"names": ["personality"], "action": "SCMP_ACT_LOG",
+             "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]},
+        ]
+    })))
+    .unwrap();
+    let p = nr("personality");
+    assert_eq!(eval(&f, p, [8, 0, 0, 0, 0, 0]), libc::SECCOMP_RET_LOG);
+    assert_eq!(eval(&f, p, [0, 0, 0, 0, 0, 0]), errno(22));
+}
+
+#[test]
+fn seccomp_newer_syscalls_get_enosys_under_a_failing_default() {
+    let p = json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [{"names": ["read", "getpid"], "action": "SCMP_ACT_ALLOW"}]
+    });
+    let f = compile(&profile(p)).unwrap();
+    let highest = nr("read").max(nr("getpid"));
+    assert_eq!(eval(&f, highest, [0; 6]), ALLOW);
+    assert_eq!(eval(&f, highest + 1, [0; 6]), errno(libc::ENOSYS));
+    // Below the highest named syscall, unknown ones get the default.
+    let lower = (0..highest)
+        .find(|n| *n != nr("read") && *n != nr("getpid"))
+        .unwrap();
+    assert_eq!(eval(&f, lower, [0; 6]), errno(libc::EPERM));
+    // A permissive default keeps unknown syscalls allowed.
+    let f = compile(&profile(json!({
+        "defaultAction": "SCMP_ACT_LOG",
+        "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO"}]
+    })))
+    .unwrap();
+    assert_eq!(eval(&f, 4000, [0; 6]), libc::SECCOMP_RET_LOG);
+}
+
+#[test]
+fn seccomp_foreign_abis_are_killed() {
+    let f = compile(&profile(json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32",
+                          "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+        "syscalls": [{"names": ["mkdirat"], "action": "SCMP_ACT_ERRNO"}]
+    })))
+    .unwrap();
+    let i386 = libc::EM_386 as u32 | 0x4000_0000;
+    let d = data_arch(nr("getpid"), i386, [0; 6]);
+    assert_eq!(bpf::run(&f.program, &d), libc::SECCOMP_RET_KILL_PROCESS);
+    if let Some(bit) = native::X32_SYSCALL_BIT {
+        assert_eq!(
+            eval(&f, nr("getpid") | bit, [0; 6]),
+            libc::SECCOMP_RET_KILL_PROCESS
+        );
+    }
+    assert_eq!(eval(&f, nr("getpid"), [0; 6]), ALLOW);
+}
+
+#[test]
+fn seccomp_large_allow_list_dispatches_every_number() {
+    // Every other syscall the table knows is allowed, like a Docker default profile's list.
+    let names: Vec<&str> = syscalls::TABLE
+        .iter()
+        .step_by(2)
+        .filter_map(|(n, _)| n.strip_prefix("SYS_"))
+        .collect();
+    let f = compile(&profile(json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}]
+    })))
+    .unwrap();
+    assert!(f.instructions() < 4096, "{}", f.instructions());
+    let allowed: std::collections::HashSet<u32> = names.iter().map(|n| nr(n)).collect();
+    let highest = *allowed.iter().max().unwrap();
+    for n in 0..highest + 50 {
+        let want = if allowed.contains(&n) {
+            ALLOW
+        } else if n > highest {
+            errno(libc::ENOSYS)
+        } else {
+            errno(libc::EPERM)
+        };
+        assert_eq!(eval(&f, n, [0; 6]), want, "syscall {n}");
+    }
+}
+
+#[test]
+fn seccomp_flags_translate() {
+    let f = compile(&profile(json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "flags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG"]
+    })))
+    .unwrap();
+    assert_eq!(f.flags(), libc::SECCOMP_FILTER_FLAG_LOG);
+    let f = compile(&profile(
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": []}),
+    ))
+    .unwrap();
+    assert_eq!(f.flags(), 0);
+    // Without flags: SPEC_ALLOW where the kernel has it, as runc does.
+    let f = compile(&profile(json!({"defaultAction": "SCMP_ACT_ALLOW"}))).unwrap();
+    assert_eq!(
+        f.flags(),
+        if flag_supported(libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW) {
+            libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW
+        } else {
+            0
+        }
+    );
+    assert!(!flag_supported(1 << 30));
+}
+
+/// Run `f` in a forked child after setting no_new_privs; returns how the child ended.
+fn in_child(f: impl FnOnce() -> i32) -> WaitStatus {
+    // SAFETY: the child only makes syscalls (no locks taken by other threads are needed) and
+    // leaves with _exit.
+    match unsafe { nix::unistd::fork() }.expect("fork") {
+        ForkResult::Child => {
+            // SAFETY: prctl with PR_SET_NO_NEW_PRIVS takes integer arguments only.
+            let code = if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+                100
+            } else {
+                f()
+            };
+            // SAFETY: _exit ends the child at once, without running the parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => waitpid(child, None).expect("waitpid"),
+    }
+}
+
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+#[test]
+fn seccomp_filter_really_applies_in_a_child() {
+    // A deny list: mkdir fails with EACCES (instead of ENOENT for this path), the rest works.
+    let f = compile(&profile(json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                      "errnoRet": libc::EACCES}]
+    })))
+    .unwrap();
+    let status = in_child(|| {
+        if f.install().is_err() {
+            return 1;
+        }
+        let path = c"/nonexistent-myshim-seccomp/dir";
+        // SAFETY: path is a valid NUL-terminated string.
+        let rc = unsafe { libc::mkdir(path.as_ptr(), 0o755) };
+        if rc != -1 || last_errno() != libc::EACCES {
+            return 2;
+        }
+        // SAFETY: getpid has no arguments.
+        if unsafe { libc::getpid() } <= 0 {
+            return 3;
+        }
+        0
+    });
+    assert!(
+        matches!(status, WaitStatus::Exited(_, 0)),
+        "child: {status:?}"
+    );
+}
+
+#[test]
+fn seccomp_allow_list_with_args_applies_in_a_child() {
+    // An allow list: getpriority only for PRIO_PROCESS, syscalls past the list get ENOSYS.
+    let f = compile(&profile(json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [
+            {"names": ["exit_group", "exit", "getpid"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["getpriority"], "action": "SCMP_ACT_ALLOW",
+             "args": [{"index": 0, "value": libc::PRIO_PROCESS, "op": "SCMP_CMP_EQ"}]},
+        ]
+    })))
+    .unwrap();
+    let highest = ["exit_group", "exit", "getpid", "getpriority"]
+        .iter()
+        .map(|n| nr(n))
+        .max()
+        .unwrap();
+    let status = in_child(|| {
+        if f.install().is_err() {
+            return 1;
+        }
+        // SAFETY: raw syscalls with integer arguments.
+        unsafe {
+            if libc::syscall(libc::SYS_getpid) <= 0 {
+                return 2;
+            }
+            if libc::syscall(libc::SYS_getpriority, libc::PRIO_PROCESS, 0) < 0 {
+                return 3;
+            }
+            if libc::syscall(libc::SYS_getpriority, libc::PRIO_PGRP, 0) != -1
+                || last_errno() != libc::EPERM
+            {
+                return 4;
+            }
+            if libc::syscall(libc::SYS_getppid) != -1 || last_errno() != libc::EPERM {
+                return 5;
+            }
+            if libc::syscall(libc::c_long::from(highest) + 1) != -1 || last_errno() != libc::ENOSYS
+            {
+                return 6;
+            }
+        }
+        0
+    });
+    assert!(
+        matches!(status, WaitStatus::Exited(_, 0)),
+        "child: {status:?}"
+    );
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn seccomp_x32_syscalls_kill_in_a_child() {
+    let f = compile(&profile(json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]})))
+    .unwrap();
+    let status = in_child(|| {
+        if f.install().is_err() {
+            return 1;
+        }
+        // SAFETY: an x32 getpid takes no arguments (and the filter kills first).
+        unsafe { libc::syscall(0x4000_0000 | libc::SYS_getpid) };
+        2
+    });
+    assert!(
+        matches!(
+            status,
+            WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGSYS, _)
+        ),
+        "child: {status:?}"
+    );
+}
