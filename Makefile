@@ -3,10 +3,10 @@
 #   make run          install what is missing, build, install the shim, run a demo container
 #                     in a private containerd (nothing is left running)
 #   make test         unit + integration tests (as root)
-#   make build        cargo build --release
+#   make build        the release binary (static, non-PIE: scripts/build-release.sh)
 #   make install      install the release binary to $(PREFIX)/bin
 #   make unit         cargo test --workspace --lib --bins
-#   make integration  tests/integration.rs against a private containerd
+#   make integration  tests/*.rs (integration, task_service) against a private containerd
 #                     (MYSHIM_TEST_RUNTIME=io.containerd.runc.v2 runs them on runc)
 #   make lint         rustfmt --check and clippy -D warnings
 #   make clean        cargo clean, and the demo's containerd dir if one is left
@@ -49,11 +49,12 @@ deps:
 		apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
+# The shipped binary: static and non-PIE (scripts/build-release.sh says why).
 build:
-	$(CARGO) build --release
+	CARGO=$(CARGO) scripts/build-release.sh
 
 install: build
-	install -D -m 0755 $(TARGET_DIR)/release/$(BIN) $(DESTDIR)$(PREFIX)/bin/$(BIN)
+	install -D -m 0755 "$$(CARGO=$(CARGO) scripts/build-release.sh)/$(BIN)" $(DESTDIR)$(PREFIX)/bin/$(BIN)
 	@echo "installed $(DESTDIR)$(PREFIX)/bin/$(BIN)"
 
 # A demo container in a private containerd; the trap stops that containerd whatever happens.

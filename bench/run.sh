@@ -74,14 +74,15 @@ log "python: $python"
 
 # The release shim. A failed build is reported; an older binary, if any, is still measured.
 build_failed=()
-log "cargo build --release"
-if ! cargo build --release >&2; then
-    log "WARNING: cargo build --release failed"
-    build_failed=(--build-failed)
-fi
+log "scripts/build-release.sh (cargo build --release, static)"
+host=$(rustc -vV | sed -n 's/^host: //p')
 target_dir=$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-bin_dir=${target_dir:-$repo/target}/release
+bin_dir=${target_dir:-$repo/target}/$host/release
+if ! scripts/build-release.sh >/dev/null; then
+    log "WARNING: the release build failed"
+    build_failed=(--build-failed)
+fi
 [ -x "$bin_dir/containerd-shim-myshim-v2" ] ||
     log "WARNING: no $bin_dir/containerd-shim-myshim-v2: the myshim column will be empty"
 

@@ -6,5 +6,9 @@ fn main() {
     if std::env::args_os().nth(1).is_some_and(|a| a == "init") {
         myshim_runtime::init::main();
     }
+    // One malloc arena for all of the shim's threads: they allocate little, and every extra
+    // arena is private memory paid by each of the host's shims.
+    // SAFETY: mallopt only sets an allocator tunable; no thread exists yet.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     myshim_shim::run();
 }

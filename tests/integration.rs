@@ -458,8 +458,13 @@ fn twenty_concurrent_containers() {
         .enumerate()
         .map(|(i, id)| {
             let id = id.clone();
+            // ctr 1.6 cancels its output copy when the task exits and can drop the last write
+            // (seen with runc too, about 1 in 40 under load): give it a moment to read.
             std::thread::spawn(move || {
-                run_rm(&id, &["sh", "-c", &format!("echo out-{i}; exit {i}")])
+                run_rm(
+                    &id,
+                    &["sh", "-c", &format!("echo out-{i}; sleep 0.2; exit {i}")],
+                )
             })
         })
         .collect();

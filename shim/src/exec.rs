@@ -206,7 +206,7 @@ impl Task {
         }
         // Under the map's lock: a Start cannot find the exec before its TaskExecAdded is queued.
         events.task_exec_added(&self.id, &exec.id);
-        log::info!("{}: added", exec.what(&self.id));
+        log::debug!("{}: added", exec.what(&self.id));
         execs.insert(exec.id.clone(), Arc::new(exec));
         Ok(())
     }
@@ -239,7 +239,7 @@ impl Task {
             |exit| events.task_exit(&self.id, &exec.id, pid, exit),
         );
         match &result {
-            Ok(pid) => log::info!("{what}: started (pid {pid})"),
+            Ok(pid) => log::debug!("{what}: started (pid {pid})"),
             Err(e) => log::warn!("{what}: start: {}", errors::describe(e)),
         }
         result
@@ -307,7 +307,7 @@ impl Task {
         let what = exec.what(&self.id);
         let exit = exec.process.deleted(&what, |_| {})?;
         self.execs.lock().remove(&exec.id);
-        log::info!("{what}: deleted");
+        log::debug!("{what}: deleted");
         Ok(exit)
     }
 

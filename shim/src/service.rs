@@ -145,7 +145,7 @@ impl Service {
         let pid = task.pid;
         self.table
             .insert(reservation, task, &req.rootfs, &self.events);
-        log::info!("created container {} (init pid {pid})", req.id);
+        log::debug!("created container {} (init pid {pid})", req.id);
         Ok(CreateTaskResponse {
             pid,
             ..Default::default()
@@ -257,7 +257,7 @@ impl containerd_shim::Task for Service {
         let exit = task.delete(&self.events)?;
         self.oom.remove(&task.id);
         self.table.remove(&task.id);
-        log::info!("deleted container {}", task.id);
+        log::debug!("deleted container {}", task.id);
         Ok(DeleteResponse {
             pid: task.pid,
             exit_status: exit.status,
@@ -323,14 +323,14 @@ impl containerd_shim::Task for Service {
     fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> TtrpcResult<Empty> {
         let task = self.table.get(&req.id)?;
         task.pause(&self.events)?;
-        log::info!("paused container {}", req.id);
+        log::debug!("paused container {}", req.id);
         Ok(Empty::default())
     }
 
     fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> TtrpcResult<Empty> {
         let task = self.table.get(&req.id)?;
         task.resume(&self.events)?;
-        log::info!("resumed container {}", req.id);
+        log::debug!("resumed container {}", req.id);
         Ok(Empty::default())
     }
 
@@ -338,7 +338,7 @@ impl containerd_shim::Task for Service {
         let task = self.table.get(&req.id)?;
         let resources = crate::control::decode_resources(req.resources.as_ref())?;
         task.update(&resources)?;
-        log::info!("updated the resources of container {}", req.id);
+        log::debug!("updated the resources of container {}", req.id);
         Ok(Empty::default())
     }
 

@@ -1,11 +1,13 @@
 //! Harness of the integration tests: a private containerd, the busybox image, `ctr` helpers,
 //! polling, and the check that a container left nothing behind.
 //!
+//! Shared by every integration test binary (tests/integration.rs, tests/task_service.rs).
+//!
 //! The containerd is started and stopped outside the test binary (Rust's test harness has no
 //! global teardown): `make integration` runs `scripts/integration.sh`, which does
-//! `scripts/containerd.sh start DIR` → `MYSHIM_CONTAINERD_DIR=DIR cargo test --test integration`
-//! → `scripts/containerd.sh stop DIR` (always, from a trap). The first test to need it imports
-//! the image (once per test binary, [`env`]).
+//! `scripts/containerd.sh start DIR` → `MYSHIM_CONTAINERD_DIR=DIR cargo test --test integration
+//! --test task_service` → `scripts/containerd.sh stop DIR` (always, from a trap). The first test
+//! to need it imports the image (once per test binary, [`env`]).
 //!
 //! Environment:
 //! - `MYSHIM_CONTAINERD_DIR` (required): the DIR given to `scripts/containerd.sh start`.
@@ -26,6 +28,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+pub mod grpc;
 
 /// The containerd namespace every test uses.
 pub const NAMESPACE: &str = "myshim-test";
@@ -55,7 +59,7 @@ The integration tests need a private containerd. Run them with
 or by hand (as root):
 
     MYSHIM_BIN_DIR=$PWD/target/debug scripts/containerd.sh start /tmp/myshim-it
-    MYSHIM_CONTAINERD_DIR=/tmp/myshim-it cargo test --test integration
+    MYSHIM_CONTAINERD_DIR=/tmp/myshim-it cargo test --test integration --test task_service
     scripts/containerd.sh stop /tmp/myshim-it
 
 MYSHIM_TEST_RUNTIME=io.containerd.runc.v2 checks the tests against runc.";
@@ -386,7 +390,8 @@ pub fn run_args(rm: bool, id: &str, opts: &[&str], cmd: &[&str]) -> Vec<String> 
     a
 }
 
-fn strs(v: &[String]) -> Vec<&str> {
+/// `&[String]` as `Vec<&str>` (for [`ctr`] and friends).
+pub fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
@@ -482,7 +487,8 @@ pub fn spec_for(id: &str, args: &[&str]) -> Value {
     s
 }
 
-fn write_spec(id: &str, spec: &Value) -> String {
+/// Write `spec` as `<spec dir>/<id>.json`; returns its path.
+pub fn write_spec(id: &str, spec: &Value) -> String {
     let path = env().spec_dir.join(format!("{id}.json"));
     fs::write(
         &path,
@@ -804,4 +810,488 @@ pub fn assert_nothing_left(id: &str) {
             containerd_log(id)
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ctr task exec
+
+/// The arguments of `ctr task exec --fifo-dir F --exec-id EXEC OPTS... ID CMD...`.
+pub fn exec_args(id: &str, exec_id: &str, opts: &[&str], cmd: &[&str]) -> Vec<String> {
+    let e = env();
+    let mut a: Vec<String> = vec!["task".into(), "exec".into()];
+    a.extend(["--fifo-dir".into(), e.fifo_dir.display().to_string()]);
+    a.extend(["--exec-id".into(), exec_id.into()]);
+    a.extend(opts.iter().map(|s| s.to_string()));
+    a.push(id.into());
+    a.extend(cmd.iter().map(|s| s.to_string()));
+    a
+}
+
+/// `ctr task exec --exec-id EXEC OPTS... ID CMD...` (in the foreground: ctr exits with the
+/// process's exit status).
+pub fn exec(id: &str, exec_id: &str, opts: &[&str], cmd: &[&str]) -> RunOutput {
+    ctr(&strs(&exec_args(id, exec_id, opts, cmd))).into()
+}
+
+/// [`exec`] in the background (stdout and stderr piped).
+pub fn spawn_exec(id: &str, exec_id: &str, opts: &[&str], cmd: &[&str]) -> Child {
+    spawn_ctr(&strs(&exec_args(id, exec_id, opts, cmd)))
+}
+
+/// `ctr task exec --detach ...`; panics unless ctr succeeds.
+pub fn exec_detached(id: &str, exec_id: &str, cmd: &[&str]) {
+    let out = exec(id, exec_id, &["--detach"], cmd);
+    assert_eq!(
+        out.code,
+        0,
+        "ctr task exec --detach --exec-id {exec_id} {id}: {out:?}\n{}",
+        containerd_log(id)
+    );
+}
+
+/// Kill every process of `id` (SIGKILL), wait until STOPPED, `ctr task delete`,
+/// `ctr containers rm`, then [`assert_nothing_left`]. Returns what `ctr task delete` printed on
+/// stderr.
+pub fn kill_delete_rm(id: &str) -> String {
+    ctr_ok(&["task", "kill", "-a", "-s", "SIGKILL", id]);
+    wait_task_status(id, "STOPPED", Duration::from_secs(20));
+    let out = ctr(&["task", "delete", id]);
+    assert!(
+        out.status.success(),
+        "ctr task delete {id}: {out:?}\n{}",
+        containerd_log(id)
+    );
+    ctr_ok(&["containers", "rm", id]);
+    assert_nothing_left(id);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// events
+
+/// One line of `ctr events`: `<time> <namespace> <topic> <event as JSON>`.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub namespace: String,
+    pub topic: String,
+    pub body: Value,
+}
+
+impl Event {
+    fn parse(line: &str) -> Option<Event> {
+        // The time ("2006-01-02 15:04:05.999999999 +0000 UTC") and the namespace have no '/':
+        // the topic is the first word starting with '/'.
+        let start = line.find(" /")? + 1;
+        let namespace = line[..start - 1].rsplit(' ').next()?.to_string();
+        let rest = &line[start..];
+        let (topic, body) = rest.split_once(' ').unwrap_or((rest, "{}"));
+        Some(Event {
+            namespace,
+            topic: topic.to_string(),
+            body: serde_json::from_str(body.trim()).unwrap_or(Value::Null),
+        })
+    }
+
+    /// The container the event is about: `container_id`, or `id` for /containers/ events.
+    pub fn container(&self) -> Option<&str> {
+        let v = match self.body.get("container_id") {
+            Some(v) => v,
+            None if self.topic.starts_with("/containers/") => self.body.get("id")?,
+            None => return None,
+        };
+        v.as_str()
+    }
+
+    /// A string field of the event's body.
+    pub fn str(&self, key: &str) -> Option<&str> {
+        self.body.get(key).and_then(Value::as_str)
+    }
+
+    /// `exit_status` of a /tasks/exit or /tasks/delete event (omitted when 0).
+    pub fn exit_status(&self) -> u64 {
+        self.body
+            .get("exit_status")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    }
+}
+
+/// `ctr events` in the background, collecting what it prints; stopped (SIGTERM to its
+/// `timeout`, which passes it on to ctr) when dropped.
+pub struct EventWatcher {
+    child: Child,
+    events: std::sync::Arc<std::sync::Mutex<Vec<Event>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Bound of a `ctr events` (it is stopped by its test well before).
+const EVENTS_TIMEOUT_SECS: u64 = 600;
+
+impl EventWatcher {
+    /// Start `ctr events` and return once it is subscribed (it has printed an event caused
+    /// after it started: the creation of a namespace made for that, removed again).
+    pub fn start() -> EventWatcher {
+        let e = env();
+        let mut child = Command::new("timeout")
+            .args([
+                "-k",
+                "5",
+                &EVENTS_TIMEOUT_SECS.to_string(),
+                "ctr",
+                "--address",
+            ])
+            .arg(&e.address)
+            .args(["--namespace", NAMESPACE, "events"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ctr events");
+        let stdout = child.stdout.take().expect("stdout");
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let reader = {
+            let events = events.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(ev) = Event::parse(&line) {
+                        events.lock().unwrap().push(ev);
+                    }
+                }
+            })
+        };
+        let w = EventWatcher {
+            child,
+            events,
+            reader: Some(reader),
+        };
+        let subscribed = poll(Duration::from_secs(20), || {
+            let probe = unique_id("evprobe");
+            let created = ctr(&["namespaces", "create", &probe]).status.success();
+            let seen = created
+                && poll(Duration::from_millis(500), || {
+                    w.find(|ev| ev.topic == "/namespaces/create" && ev.str("name") == Some(&probe))
+                })
+                .is_some();
+            let _ = ctr(&["namespaces", "remove", &probe]);
+            seen.then_some(())
+        });
+        assert!(subscribed.is_some(), "ctr events printed nothing in 20 s");
+        w
+    }
+
+    /// Everything seen so far.
+    pub fn all(&self) -> Vec<Event> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// The events about container `id` (in the tests' namespace) seen so far.
+    pub fn of(&self, id: &str) -> Vec<Event> {
+        self.all()
+            .into_iter()
+            .filter(|e| e.namespace == NAMESPACE && e.container() == Some(id))
+            .collect()
+    }
+
+    /// The first event seen so far that matches `pred`.
+    pub fn find(&self, pred: impl Fn(&Event) -> bool) -> Option<Event> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|e| pred(e))
+            .cloned()
+    }
+
+    /// Wait up to `timeout` for an event about container `id` with `topic` that matches
+    /// `pred`; `None` if none came.
+    pub fn poll_for(
+        &self,
+        id: &str,
+        topic: &str,
+        timeout: Duration,
+        pred: impl Fn(&Event) -> bool,
+    ) -> Option<Event> {
+        poll(timeout, || {
+            self.find(|e| {
+                e.namespace == NAMESPACE && e.container() == Some(id) && e.topic == topic && pred(e)
+            })
+        })
+    }
+
+    /// [`EventWatcher::poll_for`], panicking (with the events of `id`) when none came.
+    pub fn wait_for(
+        &self,
+        id: &str,
+        topic: &str,
+        timeout: Duration,
+        pred: impl Fn(&Event) -> bool,
+    ) -> Event {
+        self.poll_for(id, topic, timeout, pred).unwrap_or_else(|| {
+            panic!(
+                "no {topic} event for {id} within {timeout:?}; its events:\n{}\n{}",
+                self.of(id)
+                    .iter()
+                    .map(|e| format!("  {} {}", e.topic, e.body))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                containerd_log(id)
+            )
+        })
+    }
+}
+
+impl Drop for EventWatcher {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill")
+            .args(["-s", "TERM", &pid])
+            .stderr(Stdio::null())
+            .status();
+        let done = poll(Duration::from_secs(10), || {
+            self.child.try_wait().ok().flatten().map(|_| ())
+        });
+        if done.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// host processes
+
+/// The process exists and is not a zombie.
+pub fn process_alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split(' ').next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// Pids of the shims serving container `id`: `containerd-shim-*` with `-id <id>` in argv.
+pub fn shim_pids(id: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return pids;
+    };
+    for ent in rd.flatten() {
+        let Ok(pid) = ent.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = fs::read(ent.path().join("cmdline")) else {
+            continue;
+        };
+        let argv: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_shim = argv.first().is_some_and(|a| {
+            Path::new(a)
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("containerd-shim"))
+        });
+        if is_shim && argv.windows(2).any(|w| w[0] == "-id" && w[1] == id) && process_alive(pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// `kill -s SIG PID`.
+pub fn send_signal(pid: u32, sig: &str) {
+    let st = Command::new("kill")
+        .args(["-s", sig, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(st.success(), "kill -s {sig} {pid} failed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// terminals: ctr -t under util-linux `script`, which gives it a pseudo-terminal
+
+/// Is util-linux `script` installed (Debian: bsdutils, essential)?
+pub fn have_script() -> bool {
+    Command::new("script")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `s` quoted for sh.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A command line for sh: ctr ARGS bounded by `timeout --foreground` (plain `timeout` would
+/// put ctr in a background process group of the terminal, where ctr -t is stopped by SIGTTOU).
+pub fn ctr_shell_command(args: &[&str]) -> String {
+    let e = env();
+    let mut words = vec![
+        "timeout".to_string(),
+        "--foreground".into(),
+        "-k".into(),
+        "5".into(),
+        CTR_TIMEOUT_SECS.to_string(),
+        "ctr".into(),
+        "--address".into(),
+        e.address.display().to_string(),
+        "--namespace".into(),
+        NAMESPACE.into(),
+    ];
+    words.extend(args.iter().map(|a| a.to_string()));
+    words
+        .iter()
+        .map(|w| sh_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A shell script run by `script -qec 'sh FILE' /dev/null` (its own pseudo-terminal), with
+/// its output collected as it comes.
+pub struct PtySession {
+    child: Child,
+    output: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    stderr_reader: Option<std::thread::JoinHandle<String>>,
+}
+
+impl PtySession {
+    /// Start `shell` (sh code) in a new terminal; `tag` names the script file.
+    pub fn start(tag: &str, shell: &str) -> PtySession {
+        let file = env().spec_dir.join(format!("{tag}.pty.sh"));
+        fs::write(&file, shell).unwrap_or_else(|e| panic!("write {}: {e}", file.display()));
+        let mut child = Command::new("timeout")
+            .args(["-k", "5", &(CTR_TIMEOUT_SECS + 30).to_string()])
+            .args(["script", "-qec"])
+            .arg(format!("sh {}", sh_quote(&file.display().to_string())))
+            .arg("/dev/null")
+            // a pipe nobody writes to: script forwards no input and sees no EOF
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn script");
+        let mut stdout = child.stdout.take().expect("stdout");
+        let mut stderr = child.stderr.take().expect("stderr");
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let reader = {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stdout.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    output.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            })
+        };
+        let stderr_reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        PtySession {
+            child,
+            output,
+            reader: Some(reader),
+            stderr_reader: Some(stderr_reader),
+        }
+    }
+
+    /// What the terminal showed so far, without the terminal's `\r`s and NULs.
+    pub fn output(&self) -> String {
+        let raw = self.output.lock().unwrap().clone();
+        String::from_utf8_lossy(&raw).replace(['\r', '\0'], "")
+    }
+
+    /// Wait until the output has a whole line starting with `prefix`; returns that line.
+    pub fn wait_line(&mut self, prefix: &str, timeout: Duration) -> String {
+        let found = poll(timeout, || {
+            let out = self.output();
+            // only complete lines: the last one may still be arriving
+            let complete = &out[..out.rfind('\n').map_or(0, |i| i + 1)];
+            // (a terminal may show `^@` first: the echo of a NUL byte written to it)
+            complete
+                .lines()
+                .map(|l| l.trim_start_matches("^@"))
+                .find(|l| l.starts_with(prefix))
+                .map(str::to_string)
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "the terminal showed no line starting with {prefix:?} within {timeout:?}; it \
+                 showed:\n{}",
+                self.output()
+            )
+        })
+    }
+
+    /// Wait for `script` to end (it is bounded by its `timeout`): the exit status of the
+    /// script (= of its last command) and the terminal's output.
+    pub fn finish(mut self) -> RunOutput {
+        let status = self.child.wait().expect("wait script");
+        drop(self.child.stdin.take());
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let stderr = self
+            .stderr_reader
+            .take()
+            .and_then(|r| r.join().ok())
+            .unwrap_or_default();
+        RunOutput {
+            stdout: self.output(),
+            stderr,
+            code: status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+        }
+    }
+}
+
+impl Drop for PtySession {
+    /// A session left running by a failed test: SIGTERM to its `timeout`, which passes it on to
+    /// `script` (which ends its terminal and so the command in it).
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = Command::new("kill")
+                .args(["-s", "TERM", &self.child.id().to_string()])
+                .stderr(Stdio::null())
+                .status();
+            if poll(Duration::from_secs(10), || {
+                self.child.try_wait().ok().flatten().map(|_| ())
+            })
+            .is_none()
+            {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+    }
+}
+
+/// ctr ARGS bounded by `timeout -k 5 SECS` (for calls that must not take the usual 60 s when
+/// the runtime misbehaves, e.g. an exec into a frozen container).
+pub fn ctr_within(secs: u64, args: &[&str]) -> RunOutput {
+    let e = env();
+    Command::new("timeout")
+        .args(["-k", "5", &secs.to_string(), "ctr", "--address"])
+        .arg(&e.address)
+        .args(["--namespace", NAMESPACE])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn ctr")
+        .into()
 }
