@@ -375,14 +375,16 @@ fn create_in(
 
     // Step 0: start the first child with the init pipe at INIT_PIPE_FD.
     let (mut pipe, child_end) = sync::pair()?;
-    let mut first = reaper::spawn(&mut init_command(&opts.bundle, &opts.stdio, &child_end)?)
-        .context("start the container init")?;
-    drop(child_end);
-    // Join the first child to the cgroup now, while it is still starting up (the cgroup v1
-    // migration waits for an RCU grace period: overlap it with the exec), so the init it forks
-    // is born in the container's cgroup.
+    // The first child is born in the container's cgroup (so is the init it forks): see
+    // CgroupManager::spawn_inside for why that beats moving it there.
     undo.cgroup = Some(cgroup.clone());
-    cgroup.apply(child_pid(&mut first)?)?;
+    let mut cmd = init_command(&opts.bundle, &opts.stdio, &child_end)?;
+    let mut first = cgroup.spawn_inside(
+        || Ok(reaper::spawn(&mut cmd).context("start the container init")?),
+        reaper::Waitable::pid,
+    )?;
+    drop(cmd);
+    drop(child_end);
 
     // Steps 1-4.
     pipe.send(&ToInit::Bootstrap(Bootstrap {
@@ -499,11 +501,6 @@ fn with_default_devices(
         res.set_devices(Some(rules));
     }
     res
-}
-
-/// The pid of a child we just spawned.
-pub(crate) fn child_pid(w: &mut reaper::Waitable) -> Result<i32> {
-    Ok(i32::try_from(w.child().id()).context("child pid out of range")?)
 }
 
 /// `<exe> init` with a clean environment, the container's stdio and the init pipe at fd 3.

@@ -10,7 +10,7 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 
-use crate::container::{child_pid, init_command, Container, Stdio};
+use crate::container::{init_command, Container, Stdio};
 use crate::state::Status;
 use crate::sync::{self, Bootstrap, ExecConfig, FromInit, ToInit};
 use crate::{namespaces, reaper, security, Error, Result};
@@ -46,16 +46,15 @@ impl Container {
         }
         let join = namespaces::of_process(self.pid()).context("read the container's namespaces")?;
         let (mut pipe, child_end) = sync::pair()?;
-        let mut first = reaper::spawn(&mut init_command(
-            std::path::Path::new("/"),
-            &opts.stdio,
-            &child_end,
-        )?)
-        .context("start the exec helper")?;
+        // Born in the container's cgroup (see CgroupManager::spawn_inside).
+        let mut cmd = init_command(std::path::Path::new("/"), &opts.stdio, &child_end)?;
+        let mut first = self.state.cgroup.spawn_inside(
+            || Ok(reaper::spawn(&mut cmd).context("start the exec helper")?),
+            reaper::Waitable::pid,
+        )?;
+        drop(cmd);
         drop(child_end);
-        // Born in the cgroup: join the helper before it forks (see create).
-        let mut undo = KillOnDrop(child_pid(&mut first)?);
-        self.state.cgroup.apply(undo.0)?;
+        let mut undo = KillOnDrop(first.pid());
         pipe.send(&ToInit::Bootstrap(Bootstrap {
             join,
             clone_flags: 0,

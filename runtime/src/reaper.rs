@@ -41,6 +41,11 @@ pub struct Waitable {
 }
 
 impl Waitable {
+    /// The child's pid.
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).unwrap_or(i32::MAX)
+    }
+
     /// The child (for its stdin and pid).
     pub fn child(&mut self) -> &mut Child {
         &mut self.child

@@ -92,7 +92,9 @@ impl Service {
                     .context(format!("create runtime root {}", self.root.display())),
             )
         })?;
+        let t0 = std::time::Instant::now();
         let mounted = rootfs::mount(&bundle, &req.rootfs).map_err(|e| errors::unknown(&e))?;
+        let t_mount = t0.elapsed();
         let undo_mount = |err: ttrpc::Error| {
             if let Some(target) = &mounted {
                 if let Err(e) = rootfs::unmount(target) {
@@ -103,6 +105,7 @@ impl Service {
         };
         let (fds, mut process_io) =
             io::open(&stdio, opts.io_owner()).map_err(|e| undo_mount(errors::unknown(&e)))?;
+        let t_io = t0.elapsed();
         let mut container = Container::create(CreateOptions {
             id: req.id.clone(),
             bundle: bundle.clone(),
@@ -130,6 +133,7 @@ impl Service {
             return Err(undo_mount(e));
         }
         // Before Start lets the process run: no OOM can be missed.
+        let t_runtime = t0.elapsed();
         self.oom.watch(&req.id, container.cgroup_manager());
         let task = Arc::new(
             Task::new(
@@ -145,7 +149,13 @@ impl Service {
         let pid = task.pid;
         self.table
             .insert(reservation, task, &req.rootfs, &self.events);
-        log::debug!("created container {} (init pid {pid})", req.id);
+        log::debug!(
+            "created container {} (init pid {pid}) in {:?}: rootfs {t_mount:?}, stdio +{:?}, runtime +{:?}",
+            req.id,
+            t0.elapsed(),
+            t_io - t_mount,
+            t_runtime - t_io
+        );
         Ok(CreateTaskResponse {
             pid,
             ..Default::default()

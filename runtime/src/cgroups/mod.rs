@@ -70,6 +70,23 @@ const MAIN_V1: &[&str] = &[
     "name=systemd",
 ];
 
+/// Where the calling thread is in each of `v1`'s hierarchies (to move it back), if every one
+/// is known and exists.
+fn thread_cgroups(v1: &[&Hierarchy]) -> Option<Vec<PathBuf>> {
+    let text = std::fs::read_to_string("/proc/thread-self/cgroup").ok()?;
+    let own = paths::parse_proc_cgroup(&text);
+    v1.iter()
+        .map(|h| {
+            let line = own.iter().find(|p| {
+                p.controllers.len() == h.controllers.len()
+                    && p.controllers.iter().all(|c| h.controllers.contains(c))
+            })?;
+            let dir = h.mountpoint.join(line.path.trim_start_matches('/'));
+            dir.is_dir().then_some(dir)
+        })
+        .collect()
+}
+
 /// The cgroup of one container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CgroupManager {
@@ -178,6 +195,87 @@ impl CgroupManager {
     }
 
     fn apply_inner(&self, pid: i32, created: &mut Vec<PathBuf>) -> Result<()> {
+        self.create_dirs(created)?;
+        let pid = pid.to_string();
+        for h in &self.hierarchies {
+            files::write(&h.dir, "cgroup.procs", &pid)?;
+        }
+        Ok(())
+    }
+
+    /// Run `spawn` while the calling thread sits in the container's cgroup v1 hierarchies, so
+    /// that the process it forks is born in the container's cgroup; return what `spawn`
+    /// returned.
+    ///
+    /// Moving a process (`cgroup.procs`) makes the kernel wait for an RCU grace period (the
+    /// threadgroup lock), 10-20 ms on a small host; moving only the calling thread (`0` written
+    /// to v1 `tasks`) does not. The thread moves back right after the fork. Where that is not
+    /// possible (cgroup v2, a hierarchy that refuses the thread, an unknown own cgroup) this is
+    /// [`CgroupManager::apply`] on the new pid. On a hybrid host the cgroup2 hierarchy is left
+    /// alone unless hugetlb limits put the container there ([`CgroupManager::set`]).
+    pub fn spawn_inside<T>(
+        &self,
+        spawn: impl FnOnce() -> Result<T>,
+        pid_of: impl Fn(&T) -> i32,
+    ) -> Result<T> {
+        let v1: Vec<&Hierarchy> = match self.layout {
+            Layout::V1 => self.hierarchies.iter().filter(|h| !h.unified).collect(),
+            Layout::V2 => Vec::new(),
+        };
+        let back = if v1.is_empty() {
+            None
+        } else {
+            thread_cgroups(&v1)
+        };
+        let Some(back) = back else {
+            let t = spawn()?;
+            self.apply(pid_of(&t))?;
+            return Ok(t);
+        };
+        let mut created = Vec::new();
+        if let Err(e) = self.create_dirs(&mut created) {
+            files::remove_created(&created);
+            return Err(e);
+        }
+        let mut entered = 0;
+        let mut refused = None;
+        for h in &v1 {
+            match files::write(&h.dir, "tasks", "0") {
+                Ok(()) => entered += 1,
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        let move_back = || {
+            for dir in back.iter().take(entered) {
+                if let Err(e) = files::write(dir, "tasks", "0") {
+                    log::error!("cgroups: move the shim's thread back: {e:#}");
+                }
+            }
+        };
+        if let Some(e) = refused {
+            move_back();
+            log::debug!("cgroups: thread join refused ({e:#}): migrating the process");
+            let t = spawn()?;
+            self.apply(pid_of(&t))?;
+            return Ok(t);
+        }
+        let spawned = spawn();
+        move_back();
+        let t = spawned?;
+        let pid = pid_of(&t).to_string();
+        for h in self.hierarchies.iter().filter(|h| h.unified) {
+            if files::read_opt(&h.dir, "cgroup.procs")?.is_some_and(|p| !p.trim().is_empty()) {
+                files::write(&h.dir, "cgroup.procs", &pid)?;
+            }
+        }
+        Ok(t)
+    }
+
+    /// Create the cgroup's directories in every hierarchy (nothing joins them).
+    fn create_dirs(&self, created: &mut Vec<PathBuf>) -> Result<()> {
         for h in &self.hierarchies {
             created.extend(files::create_levels(&h.mountpoint, &h.dir)?);
             if h.controllers.iter().any(|c| c == "cpuset") {
@@ -188,10 +286,6 @@ impl CgroupManager {
             if h.unified && self.layout == Layout::V2 {
                 v2::enable_controllers(&h.mountpoint, &h.dir, None)?;
             }
-        }
-        let pid = pid.to_string();
-        for h in &self.hierarchies {
-            files::write(&h.dir, "cgroup.procs", &pid)?;
         }
         Ok(())
     }
@@ -209,7 +303,23 @@ impl CgroupManager {
     /// logged as a warning and skipped.
     pub fn set(&self, resources: &LinuxResources) -> Result<()> {
         match self.layout {
-            Layout::V1 => v1::set(&self.hierarchies, resources),
+            Layout::V1 => {
+                v1::set(&self.hierarchies, resources)?;
+                // Hybrid: hugetlb lives in the cgroup2 hierarchy; limits there need the
+                // container's processes there too.
+                if resources
+                    .hugepage_limits()
+                    .as_ref()
+                    .is_some_and(|l| !l.is_empty())
+                {
+                    for h in self.hierarchies.iter().filter(|h| h.unified) {
+                        for pid in self.pids()? {
+                            files::write(&h.dir, "cgroup.procs", &pid.to_string())?;
+                        }
+                    }
+                }
+                Ok(())
+            }
             Layout::V2 => v2::set(self.main_dir(), resources),
         }
     }

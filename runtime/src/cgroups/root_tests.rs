@@ -259,3 +259,35 @@ fn v1_oom_watcher_fires_and_stats_count_the_kill() {
     // The cgroup is gone: the eventfd fires once more and drain says so.
     assert!(watcher.drain().is_err());
 }
+
+#[test]
+#[ignore = "needs root and a cgroup v1 host; run by hand"]
+fn v1_spawn_inside_puts_the_child_there_and_the_thread_back() {
+    if !v1_root() {
+        return;
+    }
+    let id = format!("myshim-selftest-spawn-{}", std::process::id());
+    let mgr = CgroupManager::new(Some(Path::new(&id)), &id).unwrap();
+    let before = fs::read_to_string("/proc/thread-self/cgroup").unwrap();
+    let mut child = mgr
+        .spawn_inside(
+            || {
+                Ok(Command::new("sleep")
+                    .arg("100")
+                    .spawn()
+                    .map_err(anyhow::Error::from)?)
+            },
+            |c| c.id() as i32,
+        )
+        .unwrap();
+    let after = fs::read_to_string("/proc/thread-self/cgroup").unwrap();
+    assert_eq!(before, after, "the thread went back where it was");
+    let pid = child.id() as i32;
+    assert_eq!(mgr.pids().unwrap(), vec![pid]);
+    let theirs = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(theirs.contains(&id), "{theirs}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    mgr.destroy().unwrap();
+    remove_parents(&mgr);
+}
