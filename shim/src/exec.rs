@@ -230,6 +230,7 @@ impl Task {
         events: &Events,
     ) -> ttrpc::Result<u32> {
         let what = exec.what(&self.id);
+        let t0 = std::time::Instant::now();
         exec.process.begin_start(&what)?;
         let result = self.run_exec(exec, &what, table, events);
         let pid = *result.as_ref().unwrap_or(&0);
@@ -239,7 +240,7 @@ impl Task {
             |exit| events.task_exit(&self.id, &exec.id, pid, exit),
         );
         match &result {
-            Ok(pid) => log::debug!("{what}: started (pid {pid})"),
+            Ok(pid) => log::debug!("{what}: started (pid {pid}) in {:?}", t0.elapsed()),
             Err(e) => log::warn!("{what}: start: {}", errors::describe(e)),
         }
         result
@@ -255,7 +256,9 @@ impl Task {
         let (stdio, mut pio) =
             io::open(&exec.stdio, self.io_owner).map_err(|e| errors::unknown(&e))?;
         let process = exec.spec().clone();
+        let t0 = std::time::Instant::now();
         let started = self.with_container(|c| c.exec(ExecOptions { process, stdio }))?;
+        log::debug!("{what}: runtime exec took {:?}", t0.elapsed());
         let pid = u32::try_from(started.pid)
             .map_err(|_| errors::invalid(format!("{what}: bad pid {}", started.pid)))?;
         if exec.stdio.terminal {
