@@ -1001,6 +1001,13 @@ def write_markdown(res, path, png_rel):
       "(where to write this file and the plot instead). Needs root, containerd, runc, crun, busybox-static; perf is optional. "
       "Run it on an otherwise idle machine; nothing in `make test` depends on it.")
     w("")
+    # The log of what profiling took out of myshim's path lives beside this script, written by
+    # hand after each round; every report carries it.
+    profile = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profile.md")
+    if os.path.exists(profile):
+        with open(profile) as f:
+            w(f.read().rstrip())
+        w("")
     with open(path, "w") as f:
         f.write("\n".join(lines))
 

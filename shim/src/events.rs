@@ -1,6 +1,10 @@
 //! Task events to containerd: RPCs enqueue them on a channel (never blocking), and one publisher
 //! thread forwards them in order over ttrpc. A failed publish is retried once on a fresh
 //! connection (containerd may have restarted), then logged and dropped.
+//!
+//! Each event is encoded when it is enqueued and wrapped in its `Any` by name here, not through
+//! protobuf reflection: reflection would parse every descriptor the event depends on into the
+//! heap of each shim (a few hundred KiB per container on the host).
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -8,12 +12,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use containerd_shim::protos::events::task::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskStart,
 };
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::protos::protobuf::{MessageDyn, MessageField};
+use containerd_shim::protos::protobuf::{Message, MessageField};
+use containerd_shim::protos::shim::event::Envelope;
+use containerd_shim::protos::shim::events::ForwardRequest;
+use containerd_shim::protos::shim::EventsClient;
 use containerd_shim::protos::topics;
 use containerd_shim::protos::ttrpc::context;
 use containerd_shim::protos::types::mount::Mount;
-use containerd_shim::publisher::RemotePublisher;
 
 use crate::io::StdioPaths;
 use crate::process::Exit;
@@ -21,9 +28,30 @@ use crate::process::Exit;
 /// Deadline of one forward call.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// An event ready to send: its topic and its `Any`.
+struct Encoded {
+    topic: &'static str,
+    any: Any,
+}
+
 enum Msg {
-    Event(&'static str, Box<dyn MessageDyn>),
+    Event(Encoded),
     Flush(mpsc::SyncSender<()>),
+}
+
+/// The `Any` of a containerd event message (`containerd.events.<name>`).
+fn to_any(name: &str, event: &impl Message) -> Option<Any> {
+    match event.write_to_bytes() {
+        Ok(value) => Some(Any {
+            type_url: format!("containerd.events.{name}"),
+            value,
+            ..Default::default()
+        }),
+        Err(e) => {
+            log::error!("encode event {name}: {e}");
+            None
+        }
+    }
 }
 
 /// Handle for enqueueing events; cheap to clone.
@@ -33,15 +61,12 @@ pub struct Events {
 }
 
 impl Events {
-    /// Start the publisher thread for `namespace`. `ttrpc_address` is used to reconnect.
-    pub fn start(
-        publisher: RemotePublisher,
-        namespace: String,
-        ttrpc_address: Option<String>,
-    ) -> std::io::Result<Events> {
+    /// Start the publisher thread for `namespace`, which connects to containerd's ttrpc
+    /// address (`TTRPC_ADDRESS`) when the first event is sent.
+    pub fn start(namespace: String, ttrpc_address: Option<String>) -> std::io::Result<Events> {
         let (tx, rx) = mpsc::channel();
         let worker = Worker {
-            publisher,
+            client: None,
             namespace,
             ttrpc_address,
         };
@@ -66,8 +91,11 @@ impl Events {
         Events { tx }
     }
 
-    fn send(&self, topic: &'static str, event: Box<dyn MessageDyn>) {
-        if self.tx.send(Msg::Event(topic, event)).is_err() {
+    fn send(&self, topic: &'static str, name: &str, event: &impl Message) {
+        let Some(any) = to_any(name, event) else {
+            return;
+        };
+        if self.tx.send(Msg::Event(Encoded { topic, any })).is_err() {
             log::error!("event publisher is gone; dropping {topic}");
         }
     }
@@ -103,7 +131,7 @@ impl Events {
             pid,
             ..Default::default()
         };
-        self.send(topics::TASK_CREATE_EVENT_TOPIC, Box::new(event));
+        self.send(topics::TASK_CREATE_EVENT_TOPIC, "TaskCreate", &event);
     }
 
     /// /tasks/start
@@ -113,7 +141,7 @@ impl Events {
             pid,
             ..Default::default()
         };
-        self.send(topics::TASK_START_EVENT_TOPIC, Box::new(event));
+        self.send(topics::TASK_START_EVENT_TOPIC, "TaskStart", &event);
     }
 
     /// /tasks/exec-added
@@ -123,7 +151,7 @@ impl Events {
             exec_id: exec_id.into(),
             ..Default::default()
         };
-        self.send(topics::TASK_EXEC_ADDED_EVENT_TOPIC, Box::new(event));
+        self.send(topics::TASK_EXEC_ADDED_EVENT_TOPIC, "TaskExecAdded", &event);
     }
 
     /// /tasks/exec-started
@@ -134,7 +162,11 @@ impl Events {
             pid,
             ..Default::default()
         };
-        self.send(topics::TASK_EXEC_STARTED_EVENT_TOPIC, Box::new(event));
+        self.send(
+            topics::TASK_EXEC_STARTED_EVENT_TOPIC,
+            "TaskExecStarted",
+            &event,
+        );
     }
 
     /// /tasks/exit (`exec_id` is the container id for the init)
@@ -147,7 +179,7 @@ impl Events {
             exited_at: MessageField::some(timestamp(exit.at)),
             ..Default::default()
         };
-        self.send(topics::TASK_EXIT_EVENT_TOPIC, Box::new(event));
+        self.send(topics::TASK_EXIT_EVENT_TOPIC, "TaskExit", &event);
     }
 
     /// /tasks/delete
@@ -160,7 +192,7 @@ impl Events {
             exited_at: MessageField::some(timestamp(exit.at)),
             ..Default::default()
         };
-        self.send(topics::TASK_DELETE_EVENT_TOPIC, Box::new(event));
+        self.send(topics::TASK_DELETE_EVENT_TOPIC, "TaskDelete", &event);
     }
 
     /// /tasks/paused
@@ -169,7 +201,7 @@ impl Events {
             container_id: id.into(),
             ..Default::default()
         };
-        self.send(topics::TASK_PAUSED_EVENT_TOPIC, Box::new(event));
+        self.send(topics::TASK_PAUSED_EVENT_TOPIC, "TaskPaused", &event);
     }
 
     /// /tasks/resumed
@@ -178,7 +210,7 @@ impl Events {
             container_id: id.into(),
             ..Default::default()
         };
-        self.send(topics::TASK_RESUMED_EVENT_TOPIC, Box::new(event));
+        self.send(topics::TASK_RESUMED_EVENT_TOPIC, "TaskResumed", &event);
     }
 
     /// /tasks/oom
@@ -187,7 +219,7 @@ impl Events {
             container_id: id.into(),
             ..Default::default()
         };
-        self.send(topics::TASK_OOM_EVENT_TOPIC, Box::new(event));
+        self.send(topics::TASK_OOM_EVENT_TOPIC, "TaskOOM", &event);
     }
 }
 
@@ -202,7 +234,7 @@ pub fn timestamp(at: SystemTime) -> Timestamp {
 }
 
 struct Worker {
-    publisher: RemotePublisher,
+    client: Option<EventsClient>,
     namespace: String,
     ttrpc_address: Option<String>,
 }
@@ -211,7 +243,7 @@ impl Worker {
     fn run(mut self, rx: Receiver<Msg>) {
         for msg in rx {
             match msg {
-                Msg::Event(topic, event) => self.publish(topic, event),
+                Msg::Event(event) => self.publish(event),
                 Msg::Flush(done) => {
                     let _ = done.send(());
                 }
@@ -219,31 +251,49 @@ impl Worker {
         }
     }
 
-    fn publish(&mut self, topic: &str, event: Box<dyn MessageDyn>) {
-        let ctx = || context::with_duration(PUBLISH_TIMEOUT);
-        let Err(first) = self
-            .publisher
-            .publish(ctx(), topic, &self.namespace, event.clone_box())
-        else {
-            return;
+    fn publish(&mut self, event: Encoded) {
+        let req = ForwardRequest {
+            envelope: MessageField::some(Envelope {
+                timestamp: MessageField::some(timestamp(SystemTime::now())),
+                namespace: self.namespace.clone(),
+                topic: event.topic.to_string(),
+                event: MessageField::some(event.any),
+                ..Default::default()
+            }),
+            ..Default::default()
         };
-        let retried = self.reconnect().and_then(|()| {
-            self.publisher
-                .publish(ctx(), topic, &self.namespace, event)
-                .map_err(|e| e.to_string())
-        });
-        if let Err(second) = retried {
-            log::error!("publish {topic}: {first}; retry: {second}");
+        let first = match self.forward(&req) {
+            Ok(()) => return,
+            Err(e) => e,
+        };
+        // containerd may have restarted: one more try on a fresh connection.
+        self.client = None;
+        if let Err(second) = self.forward(&req) {
+            log::error!("publish {}: {first}; retry: {second}", event.topic);
         }
     }
 
-    fn reconnect(&mut self) -> Result<(), String> {
+    fn forward(&mut self, req: &ForwardRequest) -> Result<(), String> {
+        if self.client.is_none() {
+            self.client = Some(self.connect()?);
+        }
+        let client = self.client.as_ref().ok_or("no connection")?;
+        client
+            .forward(context::with_duration(PUBLISH_TIMEOUT), req)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn connect(&self) -> Result<EventsClient, String> {
         let addr = self
             .ttrpc_address
             .as_deref()
-            .ok_or_else(|| "no ttrpc address to reconnect to".to_string())?;
-        self.publisher = RemotePublisher::new(addr).map_err(|e| format!("reconnect: {e}"))?;
-        Ok(())
+            .ok_or_else(|| "no ttrpc address (TTRPC_ADDRESS) to publish to".to_string())?;
+        let fd =
+            containerd_shim::util::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+        let client = containerd_shim::protos::ttrpc::Client::new(fd)
+            .map_err(|e| format!("ttrpc client for {addr}: {e}"))?;
+        Ok(EventsClient::new(client))
     }
 }
 
@@ -257,6 +307,18 @@ mod tests {
         let ts = timestamp(at);
         assert_eq!((ts.seconds, ts.nanos), (1_700_000_000, 123));
         assert_eq!(timestamp(UNIX_EPOCH).seconds, 0);
+    }
+
+    #[test]
+    fn events_are_wrapped_by_name() {
+        let ev = TaskStart {
+            container_id: "c1".into(),
+            pid: 7,
+            ..Default::default()
+        };
+        let any = to_any("TaskStart", &ev).unwrap();
+        assert_eq!(any.type_url, "containerd.events.TaskStart");
+        assert_eq!(TaskStart::parse_from_bytes(&any.value).unwrap(), ev);
     }
 
     #[test]

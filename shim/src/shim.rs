@@ -122,7 +122,10 @@ impl containerd_shim::Shim for MyShim {
 
     fn create_task_service(&self, publisher: RemotePublisher) -> Service {
         let ttrpc_address = std::env::var("TTRPC_ADDRESS").ok();
-        let events = match Events::start(publisher, self.namespace.clone(), ttrpc_address) {
+        // Our publisher sends events without protobuf reflection (see events.rs); the generic
+        // one is closed at once.
+        drop(publisher);
+        let events = match Events::start(self.namespace.clone(), ttrpc_address) {
             Ok(ev) => ev,
             // Without threads the shim cannot work; containerd sees the daemon exit.
             Err(e) => fatal(&format!("start event publisher: {e}")),
