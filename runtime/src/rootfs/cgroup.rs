@@ -15,10 +15,11 @@ use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
 use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
 
-use super::mountinfo::{parse_mountinfo, parse_proc_cgroup, CgroupLine};
+use super::mountinfo::parse_mountinfo;
 use super::mounts::{after_mount, bind, remount_bind, Ctx};
 use super::options::MountOptions;
 use super::resolve::{mkdir_all_in_root, resolve_in_root, Target};
+use crate::cgroups::paths::{parse_proc_cgroup, ProcCgroup};
 
 /// Where the host's cgroup hierarchies are mounted.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -35,7 +36,7 @@ pub(super) fn mount_cgroup(ctx: &Ctx<'_>, opts: &MountOptions, dest: &Path) -> a
     after_mount(ctx.root, dest, opts)
 }
 
-fn read_cgroups() -> anyhow::Result<Vec<CgroupLine>> {
+fn read_cgroups() -> anyhow::Result<Vec<ProcCgroup>> {
     let text = fs::read_to_string("/proc/self/cgroup").context("read /proc/self/cgroup")?;
     Ok(parse_proc_cgroup(&text))
 }
@@ -63,7 +64,7 @@ fn mount_v2(ctx: &Ctx<'_>, opts: &MountOptions, dest: &Path) -> anyhow::Result<(
             let mut src = PathBuf::from(CGROUP_ROOT);
             if ctx.cgroupns {
                 if let Some(line) = read_cgroups()?.iter().find(|l| l.controllers.is_empty()) {
-                    src = join_relative(&src, &line.path);
+                    src = join_relative(&src, Path::new(&line.path));
                 }
             }
             bind(ctx.root, &src, dest, flags | MsFlags::MS_REC).with_context(|| {
@@ -128,7 +129,9 @@ fn mount_v1(ctx: &Ctx<'_>, opts: &MountOptions, dest: &Path) -> anyhow::Result<(
                 log::warn!("no /proc/self/cgroup entry for the cgroup hierarchy at {name}");
                 continue;
             };
-            let rel = line.path.strip_prefix(&mi.root).unwrap_or(Path::new(""));
+            let rel = Path::new(&line.path)
+                .strip_prefix(&mi.root)
+                .unwrap_or(Path::new(""));
             let src = mi.mount_point.join(rel);
             bind(
                 ctx.root,

@@ -73,35 +73,6 @@ fn parse_line(line: &str) -> Option<MountInfo> {
     })
 }
 
-/// One line of `/proc/self/cgroup`: `hierarchy-id:controllers:path`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CgroupLine {
-    /// Controllers (`cpu`, `name=systemd`, ...), empty for the v2 hierarchy.
-    pub controllers: Vec<String>,
-    /// The process's cgroup in that hierarchy, relative to the cgroup namespace's root.
-    pub path: PathBuf,
-}
-
-/// Parse the text of `/proc/self/cgroup`; malformed lines are skipped.
-pub fn parse_proc_cgroup(text: &str) -> Vec<CgroupLine> {
-    text.lines()
-        .filter_map(|line| {
-            let mut it = line.splitn(3, ':');
-            let _id = it.next()?;
-            let controllers = it.next()?;
-            let path = it.next()?;
-            Some(CgroupLine {
-                controllers: controllers
-                    .split(',')
-                    .filter(|c| !c.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-                path: PathBuf::from(path),
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,16 +107,5 @@ garbage line
         assert_eq!(unescape("a\\040b\\011c\\134d"), "a b\tc\\d");
         assert_eq!(unescape("trailing\\04"), "trailing\\04");
         assert_eq!(unescape("\\999"), "\\999");
-    }
-
-    #[test]
-    fn proc_cgroup() {
-        let c = parse_proc_cgroup("12:cpu,cpuacct:/a/b\n1:name=systemd:/x\n0::/c:d\nbad\n");
-        assert_eq!(c.len(), 3);
-        assert_eq!(c[0].controllers, vec!["cpu", "cpuacct"]);
-        assert_eq!(c[0].path, PathBuf::from("/a/b"));
-        assert_eq!(c[1].controllers, vec!["name=systemd"]);
-        assert!(c[2].controllers.is_empty());
-        assert_eq!(c[2].path, PathBuf::from("/c:d"));
     }
 }
