@@ -5,12 +5,14 @@
 //! e.g. restarting), then opens it again write-only and hands that fd to the container. The
 //! `O_RDWR` keepalive is closed when the process exits so containerd's readers see EOF.
 //!
-//! Input goes through one copy thread per process: the stdin fifo (opened `O_RDWR`, so it
-//! survives containerd reconnects and never reads EOF) is copied into a pipe whose read end is
-//! the container's fd 0. The thread is steered through a control pipe: CloseIO
-//! ([`ProcessIo::close_stdin`]) writes a byte, and the thread copies what is still in the fifo,
-//! then closes the pipe so the container reads EOF; dropping [`ProcessIo`] (process exit) hangs
-//! the control pipe up, and the thread stops at once.
+//! Input goes through one copy thread per process: the stdin fifo (opened read-only and
+//! non-blocking, so the open never waits for a writer) is copied into a pipe whose read end is
+//! the container's fd 0. When the last writer of the fifo closes it (the client's input ended),
+//! the thread sees end of file and closes the pipe, so the container reads EOF, as with runc's
+//! shim; the kernel reports no hang-up on the fifo before a first writer has come. The thread is
+//! also steered through a control pipe: CloseIO ([`ProcessIo::close_stdin`]) writes a byte, and
+//! the thread copies what is still in the fifo, then closes the pipe; dropping [`ProcessIo`]
+//! (process exit) hangs the control pipe up, and the thread stops at once.
 //!
 //! A terminal process's stdio is a pty instead: [`crate::console`] copies between its master
 //! and the fifos.
@@ -19,6 +21,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::OpenOptionsExt;
 
 use anyhow::{bail, Context};
 use myshim_runtime::Stdio;
@@ -135,11 +138,13 @@ fn check_path(name: &str, path: &str) -> anyhow::Result<()> {
 
 /// Open a fifo `O_RDWR` (does not block) and check that it is one.
 pub(crate) fn open_fifo(name: &str, path: &str) -> anyhow::Result<File> {
+    open_fifo_as(name, path, OpenOptions::new().read(true).write(true))
+}
+
+/// Open a fifo with `opts` and check that it is one (std adds O_CLOEXEC).
+fn open_fifo_as(name: &str, path: &str, opts: &OpenOptions) -> anyhow::Result<File> {
     check_path(name, path)?;
-    // std opens with O_CLOEXEC.
-    let fifo = OpenOptions::new()
-        .read(true)
-        .write(true)
+    let fifo = opts
         .open(path)
         .with_context(|| format!("open {name} fifo {path}"))?;
     let meta = fifo
@@ -181,8 +186,11 @@ fn open_output(
 
 /// (container's read fd, control pipe write end) for stdin; starts the copy thread.
 fn open_input(path: &str, owner: Option<(u32, u32)>) -> anyhow::Result<(OwnedFd, OwnedFd)> {
-    let fifo = open_fifo("stdin", path)?;
-    set_nonblocking(&fifo).context("stdin fifo")?;
+    let fifo = open_fifo_as(
+        "stdin",
+        path,
+        OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK),
+    )?;
     let (read, write) = pipe2(OFlag::O_CLOEXEC).context("create stdin pipe")?;
     chown("stdin pipe", &read, owner)?;
     // Only the shim's end is non-blocking: the container's end stays blocking.
@@ -243,7 +251,7 @@ impl StdinCopier {
                 }
             }
             let n = match self.fifo.read(&mut buf) {
-                // Cannot happen while the shim holds the fifo O_RDWR; treat as the end.
+                // Every writer closed the fifo: the client's input ended.
                 Ok(0) => break,
                 Ok(n) => n,
                 // Drained after CloseIO: done.
