@@ -28,6 +28,9 @@ use crate::process::Exit;
 /// Deadline of one forward call.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the connection to containerd stays open after the last event.
+const IDLE_DISCONNECT: Duration = Duration::from_secs(2);
+
 /// An event ready to send: its topic and its `Any`.
 struct Encoded {
     topic: &'static str,
@@ -241,7 +244,21 @@ struct Worker {
 
 impl Worker {
     fn run(mut self, rx: Receiver<Msg>) {
-        for msg in rx {
+        loop {
+            let msg = match rx.recv_timeout(IDLE_DISCONNECT) {
+                Ok(msg) => msg,
+                // Quiet: close the connection (ttrpc-rs's client threads poll every 10 ms while
+                // connected, which would cost every idle shim CPU time); the next event
+                // reconnects.
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.client = None;
+                    match rx.recv() {
+                        Ok(msg) => msg,
+                        Err(_) => return,
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            };
             match msg {
                 Msg::Event(event) => self.publish(event),
                 Msg::Flush(done) => {
