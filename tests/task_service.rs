@@ -987,3 +987,56 @@ fn shim_sigterm_exits_and_cleans_up() {
     ctr_ok(&["containers", "rm", &id]);
     assert_nothing_left(&id);
 }
+
+/// A shim killed with SIGKILL (a crash): containerd notices, runs the shim's `delete` action,
+/// and nothing is left: no container process, no state, and no socket of the dead shim under
+/// /run/containerd/s.
+#[test]
+fn killed_shim_leaves_nothing_behind() {
+    let id = unique_id("shim-kill");
+    let _g = Guard(id.clone());
+    let task = run_sleeper(&id, &[]);
+    let shims = wait_for("the shim of the container", RUN_START_TIMEOUT, || {
+        let s = shim_pids(&id);
+        (!s.is_empty()).then_some(s)
+    });
+    for p in &shims {
+        send_signal(*p, "KILL");
+    }
+    wait_for(
+        "the container's init to be gone",
+        Duration::from_secs(15),
+        || (!process_alive(task.pid)).then_some(()),
+    );
+    let t = wait_for(
+        "containerd to see the task end",
+        Duration::from_secs(15),
+        || match task_info(&id) {
+            None => Some(None),
+            Some(t) if t.status == "STOPPED" => Some(Some(t)),
+            Some(_) => None,
+        },
+    );
+    if t.is_some() {
+        let _ = ctr(&["task", "delete", &id]);
+    }
+    ctr_ok(&["containers", "rm", &id]);
+    assert_nothing_left(&id);
+    if testing_myshim() {
+        let key = format!("{}/{NAMESPACE}/{id}", env().address.display());
+        let out = std::process::Command::new("sh")
+            .args(["-c", "printf %s \"$1\" | sha256sum", "sh", &key])
+            .output()
+            .expect("sha256sum");
+        let hash = String::from_utf8_lossy(&out.stdout);
+        let socket = format!(
+            "/run/containerd/s/{}",
+            hash.split_whitespace().next().unwrap_or("")
+        );
+        wait_for(
+            "the dead shim's socket to be removed",
+            Duration::from_secs(10),
+            || (!std::path::Path::new(&socket).exists()).then_some(()),
+        );
+    }
+}

@@ -38,6 +38,8 @@ pub fn runtime_root(namespace: &str) -> PathBuf {
 pub struct MyShim {
     id: String,
     namespace: String,
+    /// containerd's address (the shim's socket name is derived from it).
+    address: String,
     bundle: PathBuf,
     exit: Arc<ExitSignal>,
     events: OnceLock<Events>,
@@ -74,6 +76,7 @@ impl containerd_shim::Shim for MyShim {
         MyShim {
             id: args.id.clone(),
             namespace: args.namespace.clone(),
+            address: args.address.clone(),
             bundle,
             exit: Arc::new(ExitSignal::default()),
             events: OnceLock::new(),
@@ -105,6 +108,7 @@ impl containerd_shim::Shim for MyShim {
             }
         }
         rootfs::unmount(&self.bundle.join("rootfs")).map_err(|e| Error::Other(format!("{e:#}")))?;
+        self.remove_dead_socket();
         Ok(DeleteResponse {
             pid,
             exit_status: 128 + libc::SIGKILL as u32,
@@ -114,13 +118,37 @@ impl containerd_shim::Shim for MyShim {
     }
 
     fn wait(&mut self) {
+        self.wait_inner()
+    }
+
+    fn create_task_service(&self, publisher: RemotePublisher) -> Service {
+        self.task_service(publisher)
+    }
+}
+
+impl MyShim {
+    /// A daemon that died (killed, crashed) leaves its socket behind; containerd runs the
+    /// delete action right after. Remove the socket unless a daemon still answers on it (a pod's
+    /// shim serving other containers).
+    fn remove_dead_socket(&self) {
+        let group = grouping(&self.id, &self.bundle.join("config.json"));
+        let address = containerd_shim::socket_address(&self.address, &self.namespace, &group);
+        let path = address.strip_prefix("unix://").unwrap_or(&address);
+        if Path::new(path).exists() && std::os::unix::net::UnixStream::connect(path).is_err() {
+            if let Err(e) = std::fs::remove_file(path) {
+                log::warn!("remove the dead shim's socket {path}: {e}");
+            }
+        }
+    }
+
+    fn wait_inner(&mut self) {
         self.exit.wait();
         if let Some(events) = self.events.get() {
             events.flush(FLUSH_TIMEOUT);
         }
     }
 
-    fn create_task_service(&self, publisher: RemotePublisher) -> Service {
+    fn task_service(&self, publisher: RemotePublisher) -> Service {
         let ttrpc_address = std::env::var("TTRPC_ADDRESS").ok();
         // Our publisher sends events without protobuf reflection (see events.rs); the generic
         // one is closed at once.
