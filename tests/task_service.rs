@@ -952,21 +952,30 @@ fn shim_exits_after_the_last_delete() {
 fn shim_sigterm_exits_and_cleans_up() {
     let id = unique_id("shim-term");
     let _g = Guard(id.clone());
-    let task = run_sleeper(&id, &[]);
+    let t0 = Instant::now();
+    signal_shim_and_clean_up(&id, "TERM");
+    eprintln!(
+        "shim_sigterm: shim gone and cleaned up after {:?}",
+        t0.elapsed()
+    );
+}
+
+/// Run a sleeper, send `signal` to its shim, wait until the shim, the container's init and the
+/// task are gone, remove what containerd keeps, and check that nothing is left.
+fn signal_shim_and_clean_up(id: &str, signal: &str) {
+    let task = run_sleeper(id, &[]);
     let shims = wait_for("the shim of the container", RUN_START_TIMEOUT, || {
-        let s = shim_pids(&id);
+        let s = shim_pids(id);
         (!s.is_empty()).then_some(s)
     });
-    let t0 = Instant::now();
     for p in &shims {
-        send_signal(*p, "TERM");
+        send_signal(*p, signal);
     }
     wait_for(
-        "the shim to exit after SIGTERM",
+        "the shim to exit after the signal",
         Duration::from_secs(10),
         || shims.iter().all(|p| !process_alive(*p)).then_some(()),
     );
-    eprintln!("shim_sigterm: shim gone after {:?}", t0.elapsed());
     wait_for(
         "the container's init to be gone",
         Duration::from_secs(15),
@@ -975,17 +984,17 @@ fn shim_sigterm_exits_and_cleans_up() {
     let t = wait_for(
         "containerd to see the task end",
         Duration::from_secs(15),
-        || match task_info(&id) {
+        || match task_info(id) {
             None => Some(None),
             Some(t) if t.status == "STOPPED" => Some(Some(t)),
             Some(_) => None,
         },
     );
     if t.is_some() {
-        ctr_ok(&["task", "delete", &id]);
+        ctr_ok(&["task", "delete", id]);
     }
-    ctr_ok(&["containers", "rm", &id]);
-    assert_nothing_left(&id);
+    ctr_ok(&["containers", "rm", id]);
+    assert_nothing_left(id);
 }
 
 /// A shim killed with SIGKILL (a crash): containerd notices, runs the shim's `delete` action,
@@ -995,33 +1004,7 @@ fn shim_sigterm_exits_and_cleans_up() {
 fn killed_shim_leaves_nothing_behind() {
     let id = unique_id("shim-kill");
     let _g = Guard(id.clone());
-    let task = run_sleeper(&id, &[]);
-    let shims = wait_for("the shim of the container", RUN_START_TIMEOUT, || {
-        let s = shim_pids(&id);
-        (!s.is_empty()).then_some(s)
-    });
-    for p in &shims {
-        send_signal(*p, "KILL");
-    }
-    wait_for(
-        "the container's init to be gone",
-        Duration::from_secs(15),
-        || (!process_alive(task.pid)).then_some(()),
-    );
-    let t = wait_for(
-        "containerd to see the task end",
-        Duration::from_secs(15),
-        || match task_info(&id) {
-            None => Some(None),
-            Some(t) if t.status == "STOPPED" => Some(Some(t)),
-            Some(_) => None,
-        },
-    );
-    if t.is_some() {
-        let _ = ctr(&["task", "delete", &id]);
-    }
-    ctr_ok(&["containers", "rm", &id]);
-    assert_nothing_left(&id);
+    signal_shim_and_clean_up(&id, "KILL");
     if testing_myshim() {
         let key = format!("{}/{NAMESPACE}/{id}", env().address.display());
         let out = std::process::Command::new("sh")
