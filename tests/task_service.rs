@@ -1023,3 +1023,33 @@ fn killed_shim_leaves_nothing_behind() {
         );
     }
 }
+
+/// CloseIO through containerd's API closes the container's stdin while the client still holds
+/// its end of the fifo open: `cat` reads what was sent, then EOF, and exits 0.
+#[test]
+fn close_io_over_the_api_ends_stdin() {
+    if !testing_myshim() {
+        // Seen here: runc's shim does not end the container's stdin on CloseIO while the
+        // client still has the fifo open (cat waits until ctr's timeout).
+        eprintln!("skipped: runc's shim keeps stdin open on CloseIO while the fifo has a writer");
+        return;
+    }
+    let id = unique_id("closeio-api");
+    let _g = Guard(id.clone());
+    let mut child = ctr_command(&strs(&run_args(true, &id, &[], &["cat"])))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ctr");
+    let mut stdin = child.stdin.take().expect("stdin");
+    wait_task_status(&id, "RUNNING", RUN_START_TIMEOUT);
+    std::io::Write::write_all(&mut stdin, b"x\n").expect("write stdin");
+    // Give the shim's copier a moment to move the line before the close request drains it.
+    std::thread::sleep(Duration::from_millis(200));
+    grpc::task_close_stdin(&id).unwrap_or_else(|e| panic!("CloseIO: {e}\n{}", containerd_log(&id)));
+    let out: RunOutput = child.wait_with_output().expect("wait ctr").into();
+    drop(stdin);
+    assert_eq!((out.code, out.stdout.as_str()), (0, "x\n"), "{out:?}");
+    assert_nothing_left(&id);
+}

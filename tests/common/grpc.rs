@@ -249,3 +249,12 @@ pub fn task_start(id: &str) -> Result<u32, String> {
     let resp = unary("/containerd.services.tasks.v1.Tasks/Start", &req)?;
     Ok(pb_varint_field(&resp, 1).unwrap_or(0) as u32) // StartResponse.pid
 }
+
+/// `Tasks/CloseIO` of the init of container `id` with `stdin` set: the process's stdin is closed
+/// (what containerd's client does when its input ends).
+pub fn task_close_stdin(id: &str) -> Result<(), String> {
+    let mut req = Vec::new();
+    pb_bytes(&mut req, 1, id.as_bytes()); // container_id
+    req.extend_from_slice(&[3 << 3, 1]); // stdin = true (field 3, varint)
+    unary("/containerd.services.tasks.v1.Tasks/CloseIO", &req).map(|_| ())
+}
