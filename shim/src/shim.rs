@@ -40,6 +40,8 @@ pub struct MyShim {
     namespace: String,
     /// containerd's address (the shim's socket name is derived from it).
     address: String,
+    /// The daemon's own socket (`-socket`, empty in the start and delete actions).
+    socket: String,
     bundle: PathBuf,
     exit: Arc<ExitSignal>,
     events: OnceLock<Events>,
@@ -77,6 +79,7 @@ impl containerd_shim::Shim for MyShim {
             id: args.id.clone(),
             namespace: args.namespace.clone(),
             address: args.address.clone(),
+            socket: args.socket.clone(),
             bundle,
             exit: Arc::new(ExitSignal::default()),
             events: OnceLock::new(),
@@ -145,6 +148,15 @@ impl MyShim {
         self.exit.wait();
         if let Some(events) = self.events.get() {
             events.flush(FLUSH_TIMEOUT);
+        }
+        // containerd-shim removes the socket only if it can still read the bundle's address
+        // file, which containerd may already have removed (after SIGTERM, say): do it here.
+        if let Some(path) = self.socket.strip_prefix("unix://") {
+            if let Err(e) = std::fs::remove_file(path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    log::warn!("remove socket {path}: {e}");
+                }
+            }
         }
     }
 
