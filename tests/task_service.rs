@@ -1054,3 +1054,29 @@ fn close_io_over_the_api_ends_stdin() {
     assert_eq!((out.code, out.stdout.as_str()), (0, "x\n"), "{out:?}");
     assert_nothing_left(&id);
 }
+
+/// A container in the host's pid namespace (`--with-ns pid:...`): when its init exits, nothing
+/// else ends its other processes, so the shim kills them (as runc's shim does) and reports the
+/// exec's exit.
+#[test]
+fn without_a_pid_namespace_the_init_exit_ends_the_execs() {
+    let id = unique_id("hostpid");
+    let _g = Guard(id.clone());
+    run_detached(&id, &["--with-ns", "pid:/proc/self/ns/pid"], &["sleep", "3"]);
+    let init = wait_task_status(&id, "RUNNING", RUN_START_TIMEOUT);
+    exec_detached(&id, "long", &["sleep", "1000"]);
+    let exec_pid = wait_for("the exec's pid", RUN_START_TIMEOUT, || {
+        task_pids(&id).into_iter().find(|p| *p != init.pid)
+    });
+    wait_task_status(&id, "STOPPED", Duration::from_secs(15));
+    wait_for(
+        "the exec to be killed with the init",
+        Duration::from_secs(10),
+        || (!process_alive(exec_pid)).then_some(()),
+    );
+    let out: RunOutput = ctr(&["task", "delete", "--exec-id", "long", &id]).into();
+    assert_eq!(out.code, 137, "ctr task delete --exec-id long: {out:?}");
+    ctr_ok(&["task", "delete", &id]);
+    ctr_ok(&["containers", "rm", &id]);
+    assert_nothing_left(&id);
+}

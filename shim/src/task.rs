@@ -37,7 +37,7 @@ pub struct Task {
     /// owner (uid, gid) for the stdio of exec processes, from the task options
     pub io_owner: Option<(u32, u32)>,
     /// runtime root the container lives under
-    root: PathBuf,
+    pub(crate) root: PathBuf,
     /// The runtime handle; held across runtime calls. Lock order: this before the init's state.
     /// `None` after a failed delete consumed it (the next delete reloads it from disk).
     container: Mutex<Option<Container>>,
