@@ -1062,7 +1062,11 @@ fn close_io_over_the_api_ends_stdin() {
 fn without_a_pid_namespace_the_init_exit_ends_the_execs() {
     let id = unique_id("hostpid");
     let _g = Guard(id.clone());
-    run_detached(&id, &["--with-ns", "pid:/proc/self/ns/pid"], &["sleep", "3"]);
+    run_detached(
+        &id,
+        &["--with-ns", "pid:/proc/self/ns/pid"],
+        &["sleep", "3"],
+    );
     let init = wait_task_status(&id, "RUNNING", RUN_START_TIMEOUT);
     exec_detached(&id, "long", &["sleep", "1000"]);
     let exec_pid = wait_for("the exec's pid", RUN_START_TIMEOUT, || {

@@ -265,6 +265,11 @@ impl Container {
         self.console.take()
     }
 
+    /// Whether the container has a pid namespace of its own.
+    pub fn own_pid_namespace(&self) -> bool {
+        self.state.own_pid_namespace
+    }
+
     /// Host pid of the container's init.
     pub fn pid(&self) -> i32 {
         self.state.pid
@@ -412,6 +417,7 @@ fn create_in(
         started: false,
         cgroup: cgroup.clone(),
         hooks: spec.hooks().clone(),
+        own_pid_namespace: plan.clone_flags & libc::CLONE_NEWPID != 0,
         seccomp: linux.seccomp().clone(),
         annotations: spec.annotations().clone().unwrap_or_default(),
     };

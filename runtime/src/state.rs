@@ -60,12 +60,20 @@ pub struct State {
     pub cgroup: crate::cgroups::CgroupManager,
     /// hooks still to run (poststart, poststop)
     pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// the container has a pid namespace of its own (when it has not, its other processes
+    /// outlive the init unless someone kills them)
+    #[serde(default = "yes")]
+    pub own_pid_namespace: bool,
     /// the spec's seccomp profile (exec'd processes get it too)
     #[serde(default)]
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
     /// annotations of the spec (given to hooks)
     #[serde(default)]
     pub annotations: std::collections::HashMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The container's directory under the runtime root.
@@ -170,6 +178,7 @@ mod tests {
             started: true,
             cgroup: crate::cgroups::CgroupManager::new(Some(Path::new("/ns/c1")), "c1").unwrap(),
             hooks: None,
+            own_pid_namespace: true,
             seccomp: None,
             annotations: Default::default(),
         };

@@ -317,7 +317,7 @@ impl Task {
     /// The init was reaped with `exit`: record it (after a terminal's output is drained) and
     /// publish TaskExit.
     pub fn init_reaped(self: &Arc<Self>, exit: Exit, events: &Events) {
-        if !has_own_pid_namespace(&self.bundle) {
+        if !self.own_pid_namespace {
             // Without a pid namespace of its own nothing ends the container's other processes
             // with its init: kill them (runc's shim does too). From the state on disk, not
             // through the container lock: an RPC holding it may be waiting for this thread.
@@ -397,50 +397,11 @@ impl Task {
     }
 }
 
-/// Whether the bundle's spec gives the container a pid namespace of its own (a `pid` entry
-/// without a path). An unreadable spec counts as one: then nothing is killed.
-fn has_own_pid_namespace(bundle: &std::path::Path) -> bool {
-    let Ok(text) = std::fs::read(bundle.join("config.json")) else {
-        return true;
-    };
-    let Ok(spec) = serde_json::from_slice::<serde_json::Value>(&text) else {
-        return true;
-    };
-    spec.pointer("/linux/namespaces")
-        .and_then(|n| n.as_array())
-        .is_some_and(|list| {
-            list.iter().any(|ns| {
-                ns.get("type").and_then(|t| t.as_str()) == Some("pid")
-                    && ns
-                        .get("path")
-                        .and_then(|p| p.as_str())
-                        .is_none_or(str::is_empty)
-            })
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use containerd_shim::protos::protobuf::{CodedInputStream, Message};
 
     use super::*;
-
-    #[test]
-    fn own_pid_namespace_is_read_from_the_spec() {
-        let dir = std::env::temp_dir().join(format!("myshim-pidns-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let write =
-            |v: serde_json::Value| std::fs::write(dir.join("config.json"), v.to_string()).unwrap();
-        write(serde_json::json!({"linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}]}}));
-        assert!(has_own_pid_namespace(&dir));
-        write(
-            serde_json::json!({"linux": {"namespaces": [{"type": "pid", "path": "/proc/1/ns/pid"}]}}),
-        );
-        assert!(!has_own_pid_namespace(&dir));
-        write(serde_json::json!({"linux": {"namespaces": [{"type": "mount"}]}}));
-        assert!(!has_own_pid_namespace(&dir));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn process_details_is_field_one() {

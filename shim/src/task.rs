@@ -38,6 +38,8 @@ pub struct Task {
     pub io_owner: Option<(u32, u32)>,
     /// runtime root the container lives under
     pub(crate) root: PathBuf,
+    /// the container has a pid namespace of its own
+    pub(crate) own_pid_namespace: bool,
     /// The runtime handle; held across runtime calls. Lock order: this before the init's state.
     /// `None` after a failed delete consumed it (the next delete reloads it from disk).
     container: Mutex<Option<Container>>,
@@ -63,6 +65,7 @@ impl Task {
             execs: Default::default(),
             io_owner: None,
             root,
+            own_pid_namespace: container.own_pid_namespace(),
             container: Mutex::new(Some(container)),
         }
     }
