@@ -183,12 +183,7 @@ fn early_stdin_eof_reaches_the_container() {
     }
     let id = unique_id("stdin-early");
     let _g = Guard(id.clone());
-    let mut child = ctr_command(&strs(&run_args(true, &id, &[], &["cat"])))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn ctr");
+    let mut child = spawn_ctr_with_stdin(&strs(&run_args(true, &id, &[], &["cat"])));
     {
         let mut stdin = child.stdin.take().expect("stdin");
         std::io::Write::write_all(&mut stdin, b"1\n2\n3\n").expect("write stdin");

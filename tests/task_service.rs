@@ -24,7 +24,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -343,12 +342,7 @@ fn exec_stdin_eof_reaches_the_process() {
     let _g = Guard(id.clone());
     run_sleeper(&id, &[]);
 
-    let mut child = ctr_command(&strs(&exec_args(&id, "cat", &[], &["cat"])))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ctr");
+    let mut child = spawn_ctr_with_stdin(&strs(&exec_args(&id, "cat", &[], &["cat"])));
     let mut stdin = child.stdin.take().expect("stdin");
     stdin.write_all(b"a\nb\n").expect("write stdin");
     // As for `ctr run` (see run_rm_stdin), ctr forwards the EOF only if it reads it after
@@ -1037,12 +1031,7 @@ fn close_io_over_the_api_ends_stdin() {
     }
     let id = unique_id("closeio-api");
     let _g = Guard(id.clone());
-    let mut child = ctr_command(&strs(&run_args(true, &id, &[], &["cat"])))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn ctr");
+    let mut child = spawn_ctr_with_stdin(&strs(&run_args(true, &id, &[], &["cat"])));
     let mut stdin = child.stdin.take().expect("stdin");
     wait_task_status(&id, "RUNNING", RUN_START_TIMEOUT);
     std::io::Write::write_all(&mut stdin, b"x\n").expect("write stdin");

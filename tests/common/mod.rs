@@ -411,12 +411,7 @@ pub fn run_rm_with(id: &str, opts: &[&str], cmd: &[&str]) -> RunOutput {
 /// its NewTask returned; an EOF read earlier is lost and the container never sees it (a ctr
 /// race, with runc too). So stdin is closed only once the task runs (or ctr is gone).
 pub fn run_rm_stdin(id: &str, opts: &[&str], cmd: &[&str], input: &[u8]) -> RunOutput {
-    let mut child = ctr_command(&strs(&run_args(true, id, opts, cmd)))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ctr");
+    let mut child = spawn_ctr_with_stdin(&strs(&run_args(true, id, opts, cmd)));
     let mut stdin = child.stdin.take().expect("stdin");
     let input = input.to_vec();
     let ctr_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -446,6 +441,16 @@ pub fn spawn_run_rm(id: &str, opts: &[&str], cmd: &[&str]) -> Child {
 /// ctr ARGS in the background (stdout and stderr piped).
 pub fn spawn_ctr(args: &[&str]) -> Child {
     ctr_command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ctr")
+}
+
+/// ctr ARGS in the background with stdin, stdout and stderr piped.
+pub fn spawn_ctr_with_stdin(args: &[&str]) -> Child {
+    ctr_command(args)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
