@@ -437,7 +437,6 @@ fn create_in(
         bundle: opts.bundle.clone(),
     })))?;
     let console = drive_sync(&mut pipe, spec, &state, &cgroup)?;
-    state.save(dir)?;
     // The first child exited right after step 4 (its status carries nothing): reap it now that
     // it is surely gone, off the path of the steps above.
     let _ = first.wait_timeout(Some(Duration::from_secs(2)));

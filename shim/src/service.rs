@@ -86,12 +86,6 @@ impl Service {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        std::fs::create_dir_all(&self.root).map_err(|e| {
-            errors::unknown(
-                &anyhow::Error::new(e)
-                    .context(format!("create runtime root {}", self.root.display())),
-            )
-        })?;
         let t0 = std::time::Instant::now();
         let mounted = rootfs::mount(&bundle, &req.rootfs).map_err(|e| errors::unknown(&e))?;
         let t_mount = t0.elapsed();
