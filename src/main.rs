@@ -10,5 +10,5 @@ fn main() {
     // arena is private memory paid by each of the host's shims.
     // SAFETY: mallopt only sets an allocator tunable; no thread exists yet.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
-    myshim_shim::run();
+    std::process::exit(myshim_shim::run());
 }

@@ -531,6 +531,7 @@ pub(crate) fn init_command(cwd: &Path, stdio: &Stdio, child_end: &OwnedFd) -> Re
     // `raw` is valid when the child runs.
     unsafe {
         cmd.pre_exec(move || {
+            crate::reaper::clear_signal_mask()?;
             if raw == INIT_PIPE_FD {
                 if libc::fcntl(raw, libc::F_SETFD, 0) < 0 {
                     return Err(std::io::Error::last_os_error());

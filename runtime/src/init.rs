@@ -29,6 +29,18 @@ pub const INIT_PIPE_FD: i32 = 3;
 
 /// Entry point of `<exe> init`. Never returns: it execs the container's process or exits.
 pub fn main() -> ! {
+    // The container's process starts with default signal dispositions: Rust's start-up ignored
+    // SIGPIPE in this copy of the binary, and ignored signals survive exec.
+    // SAFETY: SIG_DFL installs no handler; no other thread exists.
+    if let Err(e) = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    } {
+        eprintln!("myshim init: restore SIGPIPE: {e}");
+        std::process::exit(2);
+    }
     let fd = std::env::var(INIT_PIPE_ENV)
         .ok()
         .and_then(|v| v.parse::<i32>().ok());

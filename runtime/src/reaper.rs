@@ -19,6 +19,23 @@ use anyhow::Context;
 static EXTERNAL: AtomicBool = AtomicBool::new(false);
 static WAITERS: Mutex<Option<HashMap<i32, Sender<i32>>>> = Mutex::new(None);
 
+/// Unblock every signal in the calling thread: for a child between fork and exec. An embedding
+/// process that reads its signals from a signalfd (the shim) blocks them in every thread, and a
+/// child inherits that mask through exec: a container process or hook would never see SIGTERM.
+/// Async-signal-safe.
+pub fn clear_signal_mask() -> std::io::Result<()> {
+    // SAFETY: sigemptyset fills a local set; pthread_sigmask only changes this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        let rc = libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+    }
+    Ok(())
+}
+
 /// Declare that another part of this process reaps children and forwards their exits.
 pub fn use_external_reaper() {
     EXTERNAL.store(true, Ordering::SeqCst);
@@ -103,6 +120,10 @@ fn wait_local(child: &mut Child, timeout: Option<Duration>) -> anyhow::Result<Op
 
 /// Spawn `cmd` so that its exit code can be waited for whoever reaps it.
 pub fn spawn(cmd: &mut Command) -> anyhow::Result<Waitable> {
+    // SAFETY: the closure runs between fork and exec and only calls pthread_sigmask.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, clear_signal_mask);
+    }
     if !EXTERNAL.load(Ordering::SeqCst) {
         let child = cmd.spawn()?;
         return Ok(Waitable { child, rx: None });

@@ -1,6 +1,8 @@
 //! Task events to containerd: RPCs enqueue them on a channel (never blocking), and one publisher
-//! thread forwards them in order over ttrpc. A failed publish is retried once on a fresh
-//! connection (containerd may have restarted), then logged and dropped.
+//! thread forwards them in order over ttrpc. An event containerd could not be reached for
+//! (restarting, say) is retried on a fresh connection, with a growing pause, until containerd
+//! takes it or the shim exits: no TaskExit is lost to a containerd restart. An event containerd
+//! answered with an error is logged and dropped (retrying would not change the answer).
 //!
 //! Each event is encoded when it is enqueued and wrapped in its `Any` by name here, not through
 //! protobuf reflection: reflection would parse every descriptor the event depends on into the
@@ -30,6 +32,10 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long the connection to containerd stays open after the last event.
 const IDLE_DISCONNECT: Duration = Duration::from_secs(2);
+
+/// First and longest pause between tries of an event containerd could not be reached for.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// An event ready to send: its topic and its `Any`.
 struct Encoded {
@@ -236,6 +242,14 @@ pub fn timestamp(at: SystemTime) -> Timestamp {
     }
 }
 
+/// Why a publish failed.
+enum Failure {
+    /// containerd answered with an error.
+    Refused(String),
+    /// containerd was not reached (or did not answer): worth another try.
+    Unreachable(String),
+}
+
 struct Worker {
     client: Option<EventsClient>,
     namespace: String,
@@ -279,26 +293,54 @@ impl Worker {
             }),
             ..Default::default()
         };
-        let first = match self.forward(&req) {
-            Ok(()) => return,
-            Err(e) => e,
-        };
-        // containerd may have restarted: one more try on a fresh connection.
-        self.client = None;
-        if let Err(second) = self.forward(&req) {
-            log::error!("publish {}: {first}; retry: {second}", event.topic);
+        let mut pause = RETRY_FIRST;
+        let mut tries = 0u32;
+        loop {
+            match self.forward(&req) {
+                Ok(()) => {
+                    if tries > 0 {
+                        log::info!("published {} after {tries} failed tries", event.topic);
+                    }
+                    return;
+                }
+                Err(Failure::Refused(e)) => {
+                    log::error!("publish {}: containerd refused it: {e}", event.topic);
+                    return;
+                }
+                Err(Failure::Unreachable(e)) => {
+                    // containerd may be restarting: a fresh connection, after a pause.
+                    if tries == 0 {
+                        log::warn!(
+                            "publish {}: {e}; retrying until containerd is back",
+                            event.topic
+                        );
+                    }
+                    tries += 1;
+                    self.client = None;
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(RETRY_MAX);
+                }
+            }
         }
     }
 
-    fn forward(&mut self, req: &ForwardRequest) -> Result<(), String> {
+    fn forward(&mut self, req: &ForwardRequest) -> Result<(), Failure> {
         if self.client.is_none() {
-            self.client = Some(self.connect()?);
+            self.client = Some(self.connect().map_err(Failure::Unreachable)?);
         }
-        let client = self.client.as_ref().ok_or("no connection")?;
+        let client = self
+            .client
+            .as_ref()
+            .ok_or_else(|| Failure::Unreachable("no connection".into()))?;
         client
             .forward(context::with_duration(PUBLISH_TIMEOUT), req)
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| match e {
+                containerd_shim::protos::ttrpc::Error::RpcStatus(s) => {
+                    Failure::Refused(format!("{:?}: {}", s.code(), s.message()))
+                }
+                other => Failure::Unreachable(other.to_string()),
+            })
     }
 
     fn connect(&self) -> Result<EventsClient, String> {

@@ -22,6 +22,10 @@ pub struct TaskOptions {
     pub io_uid: u32,
     /// Owner gid for the container's stdio fifos and pipes (0: leave as is).
     pub io_gid: u32,
+    /// The cgroup the shim daemon itself joins (runc's `shim_cgroup`; empty: stay put).
+    pub shim_cgroup: String,
+    /// The systemd cgroup driver was asked for.
+    pub systemd_cgroup: bool,
 }
 
 impl TaskOptions {
@@ -48,8 +52,29 @@ impl std::fmt::Display for OptionsError {
     }
 }
 
-/// Decode `req.options`; absent or empty options give the defaults.
+/// Whether `type_url` names an options message this shim reads.
+pub fn is_known_type(type_url: &str) -> bool {
+    matches!(
+        type_url.rsplit('/').next(),
+        Some(RUNC_OPTIONS | LINUX_CREATE_OPTIONS)
+    )
+}
+
+/// Decode `req.options` for a task; absent or empty options give the defaults. Settings this
+/// shim cannot honour are refused.
 pub fn decode(any: Option<&Any>) -> Result<TaskOptions, OptionsError> {
+    let opts = parse(any)?;
+    if opts.systemd_cgroup {
+        return Err(OptionsError::Unsupported(
+            "systemd cgroup driver is not supported yet".into(),
+        ));
+    }
+    Ok(opts)
+}
+
+/// Decode the options as they are, without judging them (the `start` action reads
+/// `shim_cgroup` from them).
+pub fn parse(any: Option<&Any>) -> Result<TaskOptions, OptionsError> {
     let Some(any) = any else {
         return Ok(TaskOptions::default());
     };
@@ -69,22 +94,21 @@ pub fn decode(any: Option<&Any>) -> Result<TaskOptions, OptionsError> {
 fn decode_runc(bytes: &[u8]) -> Result<TaskOptions, OptionsError> {
     let opts = RuncOptions::parse_from_bytes(bytes)
         .map_err(|e| OptionsError::Invalid(format!("decode {RUNC_OPTIONS}: {e}")))?;
-    if opts.systemd_cgroup {
-        return Err(OptionsError::Unsupported(
-            "systemd cgroup driver is not supported yet".into(),
-        ));
-    }
     Ok(TaskOptions {
         io_uid: opts.io_uid,
         io_gid: opts.io_gid,
+        shim_cgroup: opts.shim_cgroup,
+        systemd_cgroup: opts.systemd_cgroup,
     })
 }
 
-/// `CreateOptions` field numbers this shim reads (both `uint32`, varint encoded).
+/// `CreateOptions` field numbers this shim reads (`uint32`s varint encoded, a string).
+const CREATE_SHIM_CGROUP: u32 = 9;
 const CREATE_IO_UID: u32 = 10;
 const CREATE_IO_GID: u32 = 11;
-/// Wire type of varint fields.
+/// Wire types of varint and length-delimited fields.
 const WIRE_VARINT: u32 = 0;
+const WIRE_LEN: u32 = 2;
 
 fn decode_linux_create(bytes: &[u8]) -> Result<TaskOptions, OptionsError> {
     let bad = |e: containerd_shim::protos::protobuf::Error| {
@@ -97,6 +121,7 @@ fn decode_linux_create(bytes: &[u8]) -> Result<TaskOptions, OptionsError> {
         match (field, wire) {
             (CREATE_IO_UID, WIRE_VARINT) => opts.io_uid = is.read_uint32().map_err(bad)?,
             (CREATE_IO_GID, WIRE_VARINT) => opts.io_gid = is.read_uint32().map_err(bad)?,
+            (CREATE_SHIM_CGROUP, WIRE_LEN) => opts.shim_cgroup = is.read_string().map_err(bad)?,
             _ => containerd_shim::protos::protobuf::rt::skip_field_for_tag(tag, &mut is)
                 .map_err(bad)?,
         }
@@ -161,6 +186,23 @@ mod tests {
         let url = format!("type.googleapis.com/{RUNC_OPTIONS}");
         let got = decode(Some(&any(&url, opts.write_to_bytes().unwrap()))).unwrap();
         assert_eq!(got.io_uid, 1000);
+        assert!(is_known_type(&url));
+        assert!(is_known_type(LINUX_CREATE_OPTIONS));
+        assert!(!is_known_type("containerd.io/cri.v1.PodSandboxConfig"));
+    }
+
+    #[test]
+    fn shim_cgroup_is_read_from_both_types() {
+        let opts = RuncOptions {
+            shim_cgroup: "/containerd/shim".into(),
+            systemd_cgroup: true,
+            ..Default::default()
+        };
+        let got = parse(Some(&any(RUNC_OPTIONS, opts.write_to_bytes().unwrap()))).unwrap();
+        assert_eq!(got.shim_cgroup, "/containerd/shim");
+        assert!(got.systemd_cgroup);
+        let got = parse(Some(&any(LINUX_CREATE_OPTIONS, linux_create_options(0, 0)))).unwrap();
+        assert_eq!(got.shim_cgroup, "/shim");
     }
 
     #[test]
@@ -183,7 +225,9 @@ mod tests {
             got,
             TaskOptions {
                 io_uid: 5,
-                io_gid: 6
+                io_gid: 6,
+                shim_cgroup: "/shim".into(),
+                systemd_cgroup: false,
             }
         );
         let got = decode(Some(&any(LINUX_CREATE_OPTIONS, Vec::new()))).unwrap();

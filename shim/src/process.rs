@@ -1,6 +1,7 @@
 //! One container process's lifecycle as the shim sees it: a state machine whose states each
 //! allow only their legal operations ([`Phase::check`] is the one place that refuses), plus the
-//! exit record that Wait blocks on.
+//! exit record that Wait blocks on or parks a callback on ([`Process::on_exit`]: a Wait RPC
+//! holds no thread while its process runs).
 //!
 //! Event order is kept by publishing under the process's state lock: TaskStart is enqueued
 //! while the state moves out of `Starting`, TaskExit when it moves to `Stopped` (an exit seen
@@ -137,6 +138,35 @@ struct Inner {
     io: Option<ProcessIo>,
     /// The shim reaped the process (its exit may still wait for the terminal's output).
     reaped: bool,
+    /// Parked Waits: called once with the exit, or with `None` if the process is deleted
+    /// without one.
+    waiters: Vec<Parked>,
+}
+
+/// A parked Wait (see [`Process::on_exit`]).
+pub struct Parked {
+    /// Whether the client went away (its callback is then dropped unanswered).
+    pub cancelled: Box<dyn Fn() -> bool + Send>,
+    /// Called once with the exit, or `None` when the process is deleted without one.
+    pub respond: Box<dyn FnOnce(Option<Exit>) + Send>,
+}
+
+impl Parked {
+    /// A parked wait whose client never goes away.
+    pub fn new(respond: impl FnOnce(Option<Exit>) + Send + 'static) -> Parked {
+        Parked {
+            cancelled: Box::new(|| false),
+            respond: Box::new(respond),
+        }
+    }
+}
+
+/// Wake every parked Wait of `inner` with `exit` (called with the state lock held: the callbacks
+/// only queue a response).
+fn wake(inner: &mut Inner, exit: Option<Exit>) {
+    for w in inner.waiters.drain(..) {
+        (w.respond)(exit);
+    }
 }
 
 /// A process's state and exit; see the module doc for the locking rules.
@@ -153,6 +183,7 @@ impl Process {
                 phase: Phase::Created,
                 io: Some(io),
                 reaped: false,
+                waiters: Vec::new(),
             }),
             exited: Condvar::new(),
         }
@@ -195,6 +226,7 @@ impl Process {
         inner.phase = match parked {
             Some(exit) => {
                 on_exit(&exit);
+                wake(&mut inner, Some(exit));
                 Phase::Stopped(exit)
             }
             None if ok => Phase::Running,
@@ -249,7 +281,32 @@ impl Process {
             Phase::Starting(Some(_)) | Phase::Stopped(_) | Phase::Deleted => return,
         }
         inner.io = None;
+        if let Phase::Stopped(exit) = inner.phase {
+            wake(&mut inner, Some(exit));
+        }
         self.exited.notify_all();
+    }
+
+    /// Call `parked` once with the exit: now if there is one (or with `None` if the process
+    /// is deleted), else when it is recorded. TaskStart precedes it as it precedes TaskExit.
+    /// Waits of clients that went away are dropped here.
+    pub fn on_exit(&self, parked: Parked) {
+        let mut inner = self.lock();
+        match &inner.phase {
+            Phase::Stopped(exit) => {
+                let exit = *exit;
+                drop(inner);
+                (parked.respond)(Some(exit));
+            }
+            Phase::Deleted => {
+                drop(inner);
+                (parked.respond)(None);
+            }
+            _ => {
+                inner.waiters.retain(|w| !(w.cancelled)());
+                inner.waiters.push(parked);
+            }
+        }
     }
 
     /// After the runtime froze (`paused`) or thawed the container: move between `Running` and
@@ -279,25 +336,6 @@ impl Process {
         self.lock().phase.exit().is_some()
     }
 
-    /// Block until the process exits; polls `cancelled` every second and gives up (None) when it
-    /// says so, or when the process is deleted without an exit.
-    pub fn wait(&self, cancelled: impl Fn() -> bool) -> Option<Exit> {
-        let mut inner = self.lock();
-        loop {
-            if let Some(exit) = inner.phase.exit() {
-                return Some(exit);
-            }
-            if inner.phase == Phase::Deleted || cancelled() {
-                return None;
-            }
-            inner = self
-                .exited
-                .wait_timeout(inner, Duration::from_secs(1))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-    }
-
     /// Wait at most `timeout` for the exit.
     pub fn wait_timeout(&self, timeout: Duration) -> Option<Exit> {
         let deadline = Instant::now() + timeout;
@@ -319,17 +357,22 @@ impl Process {
     }
 
     /// Enter `Deleted` (checking legality again), publish TaskDelete via `on_delete`, and return
-    /// the exit to report (a process deleted without an exit counts as killed now).
+    /// the exit to report: a process never started (an exec created and deleted) reports 0, as
+    /// containerd expects; one deleted without an exit otherwise counts as killed now.
     pub fn deleted(&self, what: &str, on_delete: impl FnOnce(&Exit)) -> ttrpc::Result<Exit> {
         let mut inner = self.lock();
         inner.phase.check(Op::Delete, what)?;
-        let exit = inner
-            .phase
-            .exit()
-            .unwrap_or_else(|| Exit::now(128 + libc::SIGKILL));
+        let exit = match inner.phase {
+            Phase::Created => Exit::now(0),
+            _ => inner
+                .phase
+                .exit()
+                .unwrap_or_else(|| Exit::now(128 + libc::SIGKILL)),
+        };
         on_delete(&exit);
         inner.phase = Phase::Deleted;
         inner.io = None;
+        wake(&mut inner, None);
         self.exited.notify_all();
         Ok(exit)
     }
@@ -501,7 +544,7 @@ mod tests {
     fn wait_then_delete() {
         let p = Arc::new(Process::new(ProcessIo::default()));
         let p2 = p.clone();
-        let waiter = std::thread::spawn(move || p2.wait(|| false));
+        let waiter = std::thread::spawn(move || p2.wait_timeout(Duration::from_secs(30)));
         p.begin_start("c").unwrap();
         p.started(true, || {}, |_| {});
         p.exited(exit(0), |_| {});
@@ -510,23 +553,55 @@ mod tests {
         let got = p.deleted("container c", |e| published = Some(*e)).unwrap();
         assert_eq!((got, published), (exit(0), Some(exit(0))));
         assert!(p.deleted("container c", |_| {}).is_err());
-        assert_eq!(p.wait(|| false), None);
+        assert_eq!(p.wait_timeout(Duration::from_millis(1)), None);
     }
 
     #[test]
     fn deleting_a_created_process_wakes_waiters() {
         let p = Arc::new(Process::new(ProcessIo::default()));
         let p2 = p.clone();
-        let waiter = std::thread::spawn(move || p2.wait(|| false));
+        let waiter = std::thread::spawn(move || p2.wait_timeout(Duration::from_secs(30)));
         assert_eq!(p.wait_timeout(Duration::from_millis(10)), None);
+        let parked = Arc::new(Mutex::new(Vec::new()));
+        let sink = parked.clone();
+        p.on_exit(Parked::new(move |e| sink.lock().unwrap().push(e)));
         let got = p.deleted("container c", |_| {}).unwrap();
-        assert_eq!(got.status, 137);
+        assert_eq!(got.status, 0, "never started: status 0");
         assert_eq!(waiter.join().unwrap(), None);
+        assert_eq!(*parked.lock().unwrap(), vec![None]);
     }
 
     #[test]
-    fn wait_gives_up_when_cancelled() {
+    fn parked_waits_get_the_exit_once() {
         let p = Process::new(ProcessIo::default());
-        assert_eq!(p.wait(|| true), None);
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let sink = got.clone();
+        p.on_exit(Parked::new(move |e| sink.lock().unwrap().push(e)));
+        p.begin_start("c").unwrap();
+        // an exit seen while starting is delivered after TaskStart
+        p.exited(exit(3), |_| {});
+        assert!(got.lock().unwrap().is_empty());
+        p.started(true, || {}, |_| {});
+        assert_eq!(*got.lock().unwrap(), vec![Some(exit(3))]);
+        // a Wait after the exit is answered at once
+        let sink = got.clone();
+        p.on_exit(Parked::new(move |e| sink.lock().unwrap().push(e)));
+        assert_eq!(got.lock().unwrap().len(), 2);
+        p.deleted("c", |_| {}).unwrap();
+        assert_eq!(got.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn parked_waits_of_a_running_process() {
+        let p = Process::new(ProcessIo::default());
+        p.begin_start("c").unwrap();
+        p.started(true, || {}, |_| {});
+        let got = Arc::new(Mutex::new(Vec::new()));
+        for _ in 0..3 {
+            let sink = got.clone();
+            p.on_exit(Parked::new(move |e| sink.lock().unwrap().push(e)));
+        }
+        p.exited(exit(7), |_| {});
+        assert_eq!(*got.lock().unwrap(), vec![Some(exit(7)); 3]);
     }
 }

@@ -13,14 +13,14 @@ use containerd_shim::api::{
     DeleteRequest, DeleteResponse, Empty, ExecProcessRequest, KillRequest, PauseRequest,
     PidsRequest, PidsResponse, ResizePtyRequest, ResumeRequest, ShutdownRequest, StartRequest,
     StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse, UpdateTaskRequest,
-    WaitRequest, WaitResponse,
 };
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::shim::shim::CheckpointTaskRequest;
 use containerd_shim::protos::ttrpc;
-use containerd_shim::{ExitSignal, TtrpcContext, TtrpcResult};
+use containerd_shim::{TtrpcContext, TtrpcResult};
 use myshim_runtime::{Container, CreateOptions};
 
+use crate::contract::daemon::ExitRequest;
 use crate::errors;
 use crate::events::{timestamp, Events};
 use crate::exec::Exec;
@@ -36,14 +36,14 @@ pub struct Service {
     root: PathBuf,
     table: Arc<Table>,
     events: Events,
-    exit: Arc<ExitSignal>,
+    exit: Arc<ExitRequest>,
     /// the thread publishing TaskOOM for every task's memory cgroup
     oom: crate::oom::Monitor,
 }
 
 impl Service {
     /// A service keeping containers under `root`; `exit` is signalled by Shutdown.
-    pub fn new(root: PathBuf, table: Arc<Table>, events: Events, exit: Arc<ExitSignal>) -> Self {
+    pub fn new(root: PathBuf, table: Arc<Table>, events: Events, exit: Arc<ExitRequest>) -> Self {
         Service {
             root,
             table,
@@ -54,7 +54,7 @@ impl Service {
     }
 
     /// The task `id` and, with a non-empty `exec_id`, that exec process.
-    fn task_and_exec(
+    pub fn task_and_exec(
         &self,
         id: &str,
         exec_id: &str,
@@ -210,27 +210,6 @@ impl containerd_shim::Task for Service {
                 MessageField::some(timestamp(e.at))
             }),
             exec_id: req.exec_id,
-            ..Default::default()
-        })
-    }
-
-    fn wait(&self, ctx: &TtrpcContext, req: WaitRequest) -> TtrpcResult<WaitResponse> {
-        let (task, exec) = self.task_and_exec(&req.id, &req.exec_id)?;
-        let process = exec.as_ref().map_or(&task.init, |e| &e.process);
-        // The client going away (containerd restarting) ends the wait.
-        let cancelled = || ctx.cancel_rx.try_recv().is_err_and(|e| e.is_disconnected());
-        let exit = process.wait(cancelled).ok_or_else(|| {
-            let what = exec
-                .as_ref()
-                .map_or(format!("container {}", req.id), |e| e.what(&req.id));
-            errors::status(
-                ttrpc::Code::CANCELLED,
-                format!("wait for {what}: cancelled"),
-            )
-        })?;
-        Ok(WaitResponse {
-            exit_status: exit.status,
-            exited_at: MessageField::some(timestamp(exit.at)),
             ..Default::default()
         })
     }

@@ -10,7 +10,7 @@ mod cgroup;
 mod devices;
 mod mountinfo;
 mod mounts;
-mod options;
+pub mod options;
 mod resolve;
 
 use std::fs::{self, OpenOptions};

@@ -155,6 +155,72 @@ fn lookup(opt: &str) -> Option<Opt> {
     })
 }
 
+/// Every option name this module recognises (flags, recursive attributes, propagation), for
+/// the runtime's features document.
+pub const KNOWN_OPTIONS: &[&str] = &[
+    "defaults",
+    "ro",
+    "rw",
+    "nosuid",
+    "suid",
+    "nodev",
+    "dev",
+    "noexec",
+    "exec",
+    "sync",
+    "async",
+    "dirsync",
+    "remount",
+    "mand",
+    "nomand",
+    "atime",
+    "noatime",
+    "diratime",
+    "nodiratime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "lazytime",
+    "nolazytime",
+    "iversion",
+    "noiversion",
+    "acl",
+    "noacl",
+    "silent",
+    "loud",
+    "nosymfollow",
+    "symfollow",
+    "bind",
+    "rbind",
+    "rro",
+    "rrw",
+    "rnosuid",
+    "rsuid",
+    "rnodev",
+    "rdev",
+    "rnoexec",
+    "rexec",
+    "rnodiratime",
+    "rdiratime",
+    "rrelatime",
+    "rnorelatime",
+    "rnoatime",
+    "ratime",
+    "rstrictatime",
+    "rnostrictatime",
+    "rnosymfollow",
+    "rsymfollow",
+    "private",
+    "rprivate",
+    "shared",
+    "rshared",
+    "slave",
+    "rslave",
+    "unbindable",
+    "runbindable",
+];
+
 /// A propagation option (`private`, `rprivate`, `shared`, `rshared`, `slave`, `rslave`,
 /// `unbindable`, `runbindable`) as mount(2) flags; `None` for anything else.
 pub fn parse_propagation(opt: &str) -> Option<MsFlags> {
@@ -207,6 +273,16 @@ pub fn parse_mount_options<S: AsRef<str>>(options: &[S]) -> MountOptions {
 mod tests {
     use super::*;
     use MsFlags as F;
+
+    #[test]
+    fn known_options_are_all_recognised() {
+        for opt in KNOWN_OPTIONS {
+            assert!(
+                lookup(opt).is_some() || parse_propagation(opt).is_some(),
+                "{opt} is listed but not recognised"
+            );
+        }
+    }
 
     #[test]
     fn devpts_defaults() {
