@@ -8,6 +8,8 @@
 #   make unit         cargo test --workspace --lib --bins
 #   make integration  tests/*.rs (integration, task_service) against a private containerd
 #                     (MYSHIM_TEST_RUNTIME=io.containerd.runc.v2 runs them on runc)
+#   make soak         1,000 sequential `ctr run --rm` against a private containerd: no shim
+#                     daemon may be orphaned (CI runs it after `make test`)
 #   make lint         rustfmt --check and clippy -D warnings
 #   make clean        cargo clean, and the demo's containerd dir if one is left
 #
@@ -27,7 +29,7 @@ NAMESPACE ?= myshim-demo
 IMAGE_REPO ?= local/busybox
 IMAGE := $(IMAGE_REPO):latest
 
-.PHONY: all deps build install run unit integration test lint bench clean
+.PHONY: all deps build install run unit integration test soak lint bench clean
 
 all: build
 
@@ -83,6 +85,9 @@ integration: deps
 	CARGO=$(CARGO) scripts/integration.sh
 
 test: unit integration
+
+soak: deps
+	MYSHIM_SOAK_RUNS=$${MYSHIM_SOAK_RUNS:-1000} CARGO=$(CARGO) scripts/integration.sh -- sequential_runs_orphan_no_daemon
 
 lint:
 	$(CARGO) fmt --all -- --check

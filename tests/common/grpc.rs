@@ -39,7 +39,7 @@ fn varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// A length-delimited field (string, bytes, embedded message).
-fn pb_bytes(out: &mut Vec<u8>, field: u32, value: &[u8]) {
+pub fn pb_bytes(out: &mut Vec<u8>, field: u32, value: &[u8]) {
     varint(out, u64::from(field) << 3 | 2);
     varint(out, value.len() as u64);
     out.extend_from_slice(value);
@@ -136,7 +136,7 @@ pub fn unary(method: &str, request: &[u8]) -> Result<Vec<u8>, String> {
     unary_at(&env().address, NAMESPACE, method, request)
 }
 
-fn unary_at(
+pub fn unary_at(
     address: &Path,
     namespace: &str,
     method: &str,
