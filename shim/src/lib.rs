@@ -11,6 +11,8 @@ pub mod events;
 pub mod exec;
 pub mod exits;
 pub mod io;
+pub mod ioloop;
+pub mod logger;
 pub mod metrics;
 pub mod oom;
 pub mod options;
