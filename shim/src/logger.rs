@@ -87,6 +87,14 @@ impl Logger {
     /// Start the logger and wait until it is ready; returns it with the write ends of the
     /// stdout and stderr pipes (for the process). On failure nothing is left.
     pub fn start(bin: &Binary, labels: Labels<'_>) -> anyhow::Result<(Logger, OwnedFd, OwnedFd)> {
+        Self::start_within(bin, labels, READY_TIMEOUT)
+    }
+
+    fn start_within(
+        bin: &Binary,
+        labels: Labels<'_>,
+        ready_timeout: Duration,
+    ) -> anyhow::Result<(Logger, OwnedFd, OwnedFd)> {
         let shown = bin.path.display();
         let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).context("create stdout pipe")?;
         let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).context("create stderr pipe")?;
@@ -99,7 +107,7 @@ impl Logger {
             path: bin.path.clone(),
             status: None,
         };
-        match logger.wait_ready(File::from(ready_r)) {
+        match logger.wait_ready(File::from(ready_r), ready_timeout) {
             Ok(()) => {
                 log::debug!("logging binary {shown} ready (pid {})", logger.child.pid());
                 Ok((logger, out_w, err_w))
@@ -111,14 +119,14 @@ impl Logger {
         }
     }
 
-    fn wait_ready(&mut self, mut ready: File) -> anyhow::Result<()> {
+    fn wait_ready(&mut self, mut ready: File, within: Duration) -> anyhow::Result<()> {
         let shown = self.path.display().to_string();
-        let timeout = PollTimeout::try_from(READY_TIMEOUT).unwrap_or(PollTimeout::MAX);
+        let timeout = PollTimeout::try_from(within).unwrap_or(PollTimeout::MAX);
         loop {
             let mut fds = [PollFd::new(ready.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, timeout) {
                 Ok(0) => bail!(
-                    "the logging binary {shown} did not signal readiness (close fd 5) within {READY_TIMEOUT:?}"
+                    "the logging binary {shown} did not signal readiness (close fd 5) within {within:?}"
                 ),
                 Ok(_) => break,
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -438,6 +446,20 @@ mod tests {
         let err = format!("{err:#}");
         assert!(
             err.contains("/bin/true exited (status 0) before signalling"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_logger_that_never_gets_ready_is_stopped() {
+        let bin = Binary {
+            path: PathBuf::from("/bin/sleep"),
+            args: vec!["100".into()],
+        };
+        let err = Logger::start_within(&bin, labels(), Duration::from_millis(200)).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("did not signal readiness (close fd 5) within 200ms"),
             "{err}"
         );
     }
