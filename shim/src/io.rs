@@ -308,19 +308,28 @@ fn open_log_file(path: &Path) -> anyhow::Result<File> {
             .with_context(|| format!("create the log file's directory {}", parent.display()))?;
     }
     let mut opts = OpenOptions::new();
-    opts.append(true);
-    match opts.clone().create_new(true).mode(LOG_FILE_MODE).open(path) {
+    // Non-blocking: a fifo or device there must not hang the open (it is refused below).
+    opts.append(true).custom_flags(libc::O_NONBLOCK);
+    let file = match opts.clone().create_new(true).mode(LOG_FILE_MODE).open(path) {
         Ok(f) => {
             // Whatever the umask.
             f.set_permissions(std::fs::Permissions::from_mode(LOG_FILE_MODE))
                 .with_context(|| format!("chmod log file {shown}"))?;
-            Ok(f)
+            f
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => opts
             .open(path)
-            .with_context(|| format!("open log file {shown}")),
-        Err(e) => Err(e).with_context(|| format!("create log file {shown}")),
+            .with_context(|| format!("open log file {shown}"))?,
+        Err(e) => return Err(e).with_context(|| format!("create log file {shown}")),
+    };
+    // The I/O thread writes to it without waiting for readiness: only a regular file will do.
+    let meta = file
+        .metadata()
+        .with_context(|| format!("stat log file {shown}"))?;
+    if !meta.is_file() {
+        bail!("log file {shown} is not a regular file");
     }
+    Ok(file)
 }
 
 fn chown(fd: &impl AsRawFd, owner: Option<(u32, u32)>) -> anyhow::Result<()> {
@@ -498,6 +507,24 @@ mod tests {
         }
         rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(std::fs::read_to_string(&log).unwrap(), "one\ntwo\nthree\n");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn file_uri_must_be_a_regular_file() {
+        let dir = tempdir("file-fifo");
+        let fifo = mkfifo(&dir, "log");
+        let uri = format!("file://{fifo}");
+        // refused, without hanging on the fifo (no reader: ENXIO; with one: not a regular file)
+        let e = err(paths("", &uri, &uri));
+        assert!(e.contains(&format!("log file {fifo}")), "{e}");
+        let _reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let e = err(paths("", &uri, &uri));
+        assert!(e.contains("is not a regular file"), "{e}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
