@@ -161,7 +161,10 @@ fn log_uri_file_gets_stdout_and_stderr() {
         .permissions()
         .mode()
         & 0o777;
-    assert_eq!(mode, 0o640, "mode of {}", log.display());
+    if testing_myshim() {
+        // (runc's shim makes it 0644)
+        assert_eq!(mode, 0o640, "mode of {}", log.display());
+    }
     delete_task_and_container(&id);
     assert_nothing_left(&id);
     assert_eq!(std::fs::read_to_string(&log).ok(), Some(text));
