@@ -120,10 +120,6 @@ fn wait_local(child: &mut Child, timeout: Option<Duration>) -> anyhow::Result<Op
 
 /// Spawn `cmd` so that its exit code can be waited for whoever reaps it.
 pub fn spawn(cmd: &mut Command) -> anyhow::Result<Waitable> {
-    // SAFETY: the closure runs between fork and exec and only calls pthread_sigmask.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(cmd, clear_signal_mask);
-    }
     if !EXTERNAL.load(Ordering::SeqCst) {
         let child = cmd.spawn()?;
         return Ok(Waitable { child, rx: None });
@@ -137,4 +133,75 @@ pub fn spawn(cmd: &mut Command) -> anyhow::Result<Waitable> {
         child,
         rx: Some(rx),
     })
+}
+
+/// A child started outside `std::process` (e.g. with `posix_spawn`, whose failure path does not
+/// wait for the child itself in a way that races the external reaper); its exit code arrives
+/// from the external reaper, or from `waitpid` on its pid when there is none.
+pub struct PidWaitable {
+    pid: i32,
+    rx: Option<Receiver<i32>>,
+}
+
+/// Start a child with `start` (which returns its pid) so that its exit can be waited for.
+pub fn spawn_pid(start: impl FnOnce() -> anyhow::Result<i32>) -> anyhow::Result<PidWaitable> {
+    if !EXTERNAL.load(Ordering::SeqCst) {
+        return Ok(PidWaitable {
+            pid: start()?,
+            rx: None,
+        });
+    }
+    let mut guard = WAITERS.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = start()?;
+    let (tx, rx) = mpsc::channel();
+    guard.get_or_insert_with(HashMap::new).insert(pid, tx);
+    Ok(PidWaitable { pid, rx: Some(rx) })
+}
+
+impl PidWaitable {
+    /// The child's pid.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Wait for the exit code (128 + signal when killed); `None` when `timeout` passed first.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> anyhow::Result<Option<i32>> {
+        match &self.rx {
+            Some(rx) => match rx.recv_timeout(timeout) {
+                Ok(code) => Ok(Some(code)),
+                Err(mpsc::RecvTimeoutError::Timeout) => Ok(None),
+                Err(e) => Err(anyhow::anyhow!("waiting for pid {}: {e}", self.pid)),
+            },
+            None => wait_pid(self.pid, timeout),
+        }
+    }
+}
+
+impl Drop for PidWaitable {
+    fn drop(&mut self) {
+        if self.rx.is_some() {
+            let mut guard = WAITERS.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(m) = guard.as_mut() {
+                m.remove(&self.pid);
+            }
+        }
+    }
+}
+
+fn wait_pid(pid: i32, timeout: Duration) -> anyhow::Result<Option<i32>> {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG))
+            .with_context(|| format!("wait for pid {pid}"))?
+        {
+            WaitStatus::Exited(_, code) => return Ok(Some(code)),
+            WaitStatus::Signaled(_, sig, _) => return Ok(Some(128 + sig as i32)),
+            _ => {}
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

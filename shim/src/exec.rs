@@ -30,6 +30,7 @@ use nix::unistd::Pid;
 use crate::errors;
 use crate::events::Events;
 use crate::io::{self, StdioPaths};
+use crate::logger::Labels;
 use crate::process::{Exit, Op, Phase, Process};
 use crate::table::Table;
 use crate::task::Task;
@@ -253,8 +254,12 @@ impl Task {
         table: &Table,
         events: &Events,
     ) -> ttrpc::Result<u32> {
-        let (stdio, mut pio) =
-            io::open(&exec.stdio, self.io_owner).map_err(|e| errors::unknown(&e))?;
+        let (stdio, mut pio) = io::open(
+            &exec.stdio,
+            self.io_owner,
+            Labels::new(&self.id, &self.root),
+        )
+        .map_err(|e| errors::unknown(&e))?;
         let process = exec.spec().clone();
         let t0 = std::time::Instant::now();
         let started = self.with_container(|c| c.exec(ExecOptions { process, stdio }))?;
@@ -486,7 +491,11 @@ mod tests {
             terminal: true,
             ..Default::default()
         };
-        let (stdio, mut pio) = io::open(&paths, None).unwrap();
+        let labels = Labels {
+            container_id: "c1",
+            namespace: "n",
+        };
+        let (stdio, mut pio) = io::open(&paths, None, labels).unwrap();
         assert!(
             stdio.stdout.is_none(),
             "a terminal process gets no fifo fds"

@@ -12,6 +12,8 @@ pub mod errors;
 pub mod events;
 pub mod exec;
 pub mod io;
+pub mod ioloop;
+pub mod logger;
 pub mod metrics;
 pub mod oom;
 pub mod options;

@@ -134,9 +134,9 @@ impl Phase {
 
 struct Inner {
     phase: Phase,
-    /// Released at exit (or delete): closes the stdio keepalives, stops the stdin copier.
+    /// Released at delete (after the lock): closes the process's streams, stops its logger.
     io: Option<ProcessIo>,
-    /// The shim reaped the process (its exit may still wait for the terminal's output).
+    /// The shim reaped the process (its exit may still wait for its output to be drained).
     reaped: bool,
     /// Parked Waits: called once with the exit, or with `None` if the process is deleted
     /// without one.
@@ -244,15 +244,15 @@ impl Process {
         self.lock().io.as_ref().map(f)
     }
 
-    /// The shim reaped the process: `record` records its exit (it calls [`Self::exited`]), right
-    /// away, or for a terminal process once the terminal's output is drained (on the console's
-    /// thread), so that output is complete when Wait returns.
+    /// The shim reaped the process: `record` records its exit (it calls [`Self::exited`]) once
+    /// the process's output is drained (on the I/O thread), or right away when the shim copies
+    /// none, so that output is complete when Wait returns.
     pub fn reaped(&self, record: Box<dyn FnOnce() + Send>) {
         let deferred = {
             let mut inner = self.lock();
             inner.reaped = true;
-            match inner.io.as_ref().and_then(ProcessIo::console) {
-                Some(console) => console.when_drained(record),
+            match inner.io.as_ref() {
+                Some(io) => io.when_drained(record),
                 None => Err(record),
             }
         };
@@ -267,8 +267,9 @@ impl Process {
         inner.reaped || inner.phase.exit().is_some()
     }
 
-    /// Record the process's exit (once): release its stdio, wake waiters, and publish TaskExit via
-    /// `on_exit` unless a start in progress will do it after TaskStart.
+    /// Record the process's exit (once): wake waiters, and publish TaskExit via `on_exit` unless a
+    /// start in progress will do it after TaskStart. Its stdio stays until delete (output still
+    /// in a pipe keeps flowing to containerd).
     pub fn exited(&self, exit: Exit, on_exit: impl FnOnce(&Exit)) {
         let mut inner = self.lock();
         inner.reaped = true;
@@ -280,7 +281,6 @@ impl Process {
             Phase::Starting(None) => inner.phase = Phase::Starting(Some(exit)),
             Phase::Starting(Some(_)) | Phase::Stopped(_) | Phase::Deleted => return,
         }
-        inner.io = None;
         if let Phase::Stopped(exit) = inner.phase {
             wake(&mut inner, Some(exit));
         }
@@ -360,7 +360,24 @@ impl Process {
     /// the exit to report: a process never started (an exec created and deleted) reports 0, as
     /// containerd expects; one deleted without an exit otherwise counts as killed now.
     pub fn deleted(&self, what: &str, on_delete: impl FnOnce(&Exit)) -> ttrpc::Result<Exit> {
-        let mut inner = self.lock();
+        let io;
+        let exit = {
+            let mut inner = self.lock();
+            let exit = Self::delete_locked(&mut inner, what, on_delete)?;
+            io = inner.io.take();
+            self.exited.notify_all();
+            exit
+        };
+        // Outside the lock: a logging binary may take a moment to finish.
+        drop(io);
+        Ok(exit)
+    }
+
+    fn delete_locked(
+        inner: &mut Inner,
+        what: &str,
+        on_delete: impl FnOnce(&Exit),
+    ) -> ttrpc::Result<Exit> {
         inner.phase.check(Op::Delete, what)?;
         let exit = match inner.phase {
             Phase::Created => Exit::now(0),
@@ -371,9 +388,7 @@ impl Process {
         };
         on_delete(&exit);
         inner.phase = Phase::Deleted;
-        inner.io = None;
-        wake(&mut inner, None);
-        self.exited.notify_all();
+        wake(inner, None);
         Ok(exit)
     }
 }

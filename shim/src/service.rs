@@ -1,7 +1,7 @@
 //! The containerd task service (task API v2 over ttrpc): decodes requests, finds the task (and
 //! with an exec id its exec process, see [`crate::exec`]) and turns results into responses.
 //! Checkpoint answers UNIMPLEMENTED. CloseIO closes a process's stdin (ctr and CRI send it when
-//! their input ends); terminals are copied by [`crate::console`]. Pause/Resume/Update/Stats are
+//! their input ends); stdio is copied by [`crate::ioloop`]. Pause/Resume/Update/Stats are
 //! in [`crate::control`], the metrics conversion in [`crate::metrics`], OOM events in
 //! [`crate::oom`].
 
@@ -25,6 +25,7 @@ use crate::errors;
 use crate::events::{timestamp, Events};
 use crate::exec::Exec;
 use crate::io::{self, StdioPaths};
+use crate::logger::Labels;
 use crate::options::{self, OptionsError};
 use crate::process::Process;
 use crate::rootfs;
@@ -98,7 +99,8 @@ impl Service {
             err
         };
         let (fds, mut process_io) =
-            io::open(&stdio, opts.io_owner()).map_err(|e| undo_mount(errors::unknown(&e)))?;
+            io::open(&stdio, opts.io_owner(), Labels::new(&req.id, &self.root))
+                .map_err(|e| undo_mount(errors::unknown(&e)))?;
         let t_io = t0.elapsed();
         let mut container = Container::create(CreateOptions {
             id: req.id.clone(),
