@@ -23,7 +23,7 @@ use crate::hooks::{self, HookState};
 use crate::init::{INIT_PIPE_ENV, INIT_PIPE_FD};
 use crate::state::{self, State, Status, EXEC_FIFO};
 use crate::sync::{self, Bootstrap, FromInit, InitConfig, ParentEnd, ToInit};
-use crate::{namespaces, reaper, security, spec, Error, Result};
+use crate::{namespaces, reaper, security, spec, validate, Error, Result};
 
 /// The container process's standard streams (`None`: /dev/null).
 #[derive(Debug, Default)]
@@ -84,6 +84,12 @@ impl Container {
     pub fn create(opts: CreateOptions) -> Result<Container> {
         let spec = spec::load(&opts.bundle)?;
         let dir = state::dir(&opts.root, &opts.id)?;
+        let linux = spec
+            .linux()
+            .as_ref()
+            .ok_or_else(|| Error::invalid("linux: missing"))?;
+        let cgroup = CgroupManager::new(linux.cgroups_path().as_deref(), &opts.id)?;
+        validate::cgroup_unused(&cgroup)?;
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o711)
@@ -105,7 +111,7 @@ impl Container {
             pid: 0,
             cgroup: None,
         };
-        let (state, console) = create_in(&spec, opts, &dir, &mut undo)?;
+        let (state, console) = create_in(&spec, opts, &dir, cgroup, &mut undo)?;
         undo.disarm();
         Ok(Container {
             root: dir.parent().map(Path::to_path_buf).unwrap_or_default(),
@@ -350,6 +356,7 @@ fn create_in(
     spec: &Spec,
     opts: CreateOptions,
     dir: &Path,
+    cgroup: CgroupManager,
     undo: &mut Undo,
 ) -> Result<(State, Option<OwnedFd>)> {
     let linux = spec
@@ -376,7 +383,6 @@ fn create_in(
         )
         .with_context(|| format!("chown {}", fifo.display()))?;
     }
-    let cgroup = CgroupManager::new(linux.cgroups_path().as_deref(), &opts.id)?;
 
     // Step 0: start the first child with the init pipe at INIT_PIPE_FD.
     let (mut pipe, child_end) = sync::pair()?;

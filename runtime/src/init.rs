@@ -363,10 +363,8 @@ fn set_sysctls(spec: &Spec) -> anyhow::Result<()> {
         .and_then(|l| l.sysctl().clone())
         .unwrap_or_default();
     for (key, value) in &sysctls {
-        if key.contains("..") || key.contains('/') && key.contains('.') {
-            return Err(anyhow!("linux.sysctl: invalid key {key:?}"));
-        }
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        // The keys were checked at create (crate::validate).
+        let path = crate::validate::sysctl_path(key);
         std::fs::write(&path, value).with_context(|| format!("set sysctl {key}={value}"))?;
     }
     Ok(())

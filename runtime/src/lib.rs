@@ -20,6 +20,7 @@ pub mod security;
 pub mod spec;
 pub mod state;
 pub mod sync;
+pub mod validate;
 
 pub use container::{Container, CreateOptions, Stdio};
 pub use error::{Error, Result};
