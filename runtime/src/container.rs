@@ -389,7 +389,7 @@ fn create_in(
     // The first child is born in the container's cgroup (so is the init it forks): see
     // CgroupManager::spawn_inside for why that beats moving it there.
     undo.cgroup = Some(cgroup.clone());
-    let mut cmd = init_command(&opts.bundle, &opts.stdio, &child_end)?;
+    let mut cmd = init_command(&opts.bundle, &opts.root, &opts.stdio, &child_end)?;
     let mut first = cgroup.spawn_inside(
         || Ok(reaper::spawn(&mut cmd).context("start the container init")?),
         reaper::Waitable::pid,
@@ -514,15 +514,22 @@ fn with_default_devices(
     res
 }
 
-/// `<exe> init` with a clean environment, the container's stdio and the init pipe at fd 3.
-pub(crate) fn init_command(cwd: &Path, stdio: &Stdio, child_end: &OwnedFd) -> Result<Command> {
+/// `<exe> init` with a clean environment, the container's stdio and the init pipe at fd 3. The
+/// binary is the sealed view of our own ([`crate::sealed`]; `root`: the runtime root, where it
+/// may make a scratch directory), never the host's file.
+pub(crate) fn init_command(
+    cwd: &Path,
+    root: &Path,
+    stdio: &Stdio,
+    child_end: &OwnedFd,
+) -> Result<Command> {
     let to_std = |fd: &Option<OwnedFd>| -> Result<std::process::Stdio> {
         Ok(match fd {
             Some(fd) => std::process::Stdio::from(fd.try_clone().context("dup container stdio")?),
             None => std::process::Stdio::null(),
         })
     };
-    let mut cmd = Command::new("/proc/self/exe");
+    let mut cmd = Command::new(crate::sealed::exe_path(root)?);
     cmd.arg0("myshim")
         .arg("init")
         .env_clear()

@@ -45,7 +45,12 @@ impl Container {
         let join = namespaces::of_process(self.pid()).context("read the container's namespaces")?;
         let (mut pipe, child_end) = sync::pair()?;
         // Born in the container's cgroup (see CgroupManager::spawn_inside).
-        let mut cmd = init_command(std::path::Path::new("/"), &opts.stdio, &child_end)?;
+        let mut cmd = init_command(
+            std::path::Path::new("/"),
+            self.root(),
+            &opts.stdio,
+            &child_end,
+        )?;
         let mut first = self.state.cgroup.spawn_inside(
             || Ok(reaper::spawn(&mut cmd).context("start the exec helper")?),
             reaper::Waitable::pid,

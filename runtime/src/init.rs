@@ -29,6 +29,11 @@ pub const INIT_PIPE_FD: i32 = 3;
 
 /// Entry point of `<exe> init`. Never returns: it execs the container's process or exits.
 pub fn main() -> ! {
+    // Non-dumpable while we work as root in the container's namespaces: no container process
+    // may ptrace us or open our /proc files (exe, fds, mem). The execve of the container's
+    // process makes it dumpable again.
+    // SAFETY: PR_SET_DUMPABLE only changes a flag of this process.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let fd = std::env::var(INIT_PIPE_ENV)
         .ok()
         .and_then(|v| v.parse::<i32>().ok());

@@ -15,6 +15,7 @@ pub mod init;
 pub mod namespaces;
 pub mod reaper;
 pub mod rootfs;
+pub mod sealed;
 pub mod seccomp;
 pub mod security;
 pub mod spec;
