@@ -665,10 +665,12 @@ echo stopped > /stopped
 sleep 600
 "#;
 
-/// CVE-2019-5736: while `ctr task exec` runs a `#!/proc/self/exe` script (which makes the
-/// kernel run the exec helper's own binary in the container) and other execs, a container
-/// process opening `/proc/<pid>/exe` of every process never gets the host's binary, for reading
-/// or writing.
+/// CVE-2019-5736: while `ctr task exec` runs a `#!/proc/self/exe` script (the classic way to
+/// make a helper run its own binary inside the container) and other execs, a container process
+/// opens `/proc/<pid>/exe` of every process it sees, for reading and for writing; it must never
+/// get the host's binary (device and inode compared). On the build before the sealed binary and
+/// non-dumpable helpers this test fails: the watcher gets read fds of the host binary through
+/// the exec helpers.
 #[test]
 fn container_never_reaches_the_host_binary() {
     if !testing_myshim() {
@@ -726,4 +728,22 @@ fn container_never_reaches_the_host_binary() {
         "a container process opened a process's exe read-write:\n{}",
         writable.join("\n")
     );
+}
+
+/// An image-based container (its rootfs is a snapshot the shim mounts) with a bad spec is
+/// refused before that mount: the error names the field, nothing is left.
+#[test]
+fn bad_spec_with_an_image_rootfs_is_refused() {
+    let id = unique_id("badimg");
+    let _g = Guard(id.clone());
+    let out = run_rm_with(&id, &["--cgroup", "/myshim-test/.."], &["true"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    if testing_myshim() {
+        assert!(
+            out.stderr.contains("linux.cgroupsPath") && out.stderr.contains("root cgroup"),
+            "{out:?}"
+        );
+    }
+    let _ = ctr(&["containers", "rm", &id]);
+    assert_nothing_left(&id);
 }

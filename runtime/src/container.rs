@@ -83,6 +83,12 @@ impl Container {
     /// [`Container::start`]. On failure nothing is left behind: no process, cgroup or state.
     pub fn create(opts: CreateOptions) -> Result<Container> {
         let spec = spec::load(&opts.bundle)?;
+        Container::create_with_spec(opts, spec)
+    }
+
+    /// [`Container::create`] with the bundle's spec already loaded and validated by
+    /// [`spec::load`] (a caller that must validate before it mounts the rootfs).
+    pub fn create_with_spec(opts: CreateOptions, spec: Spec) -> Result<Container> {
         let dir = state::dir(&opts.root, &opts.id)?;
         let linux = spec
             .linux()

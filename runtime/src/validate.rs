@@ -595,7 +595,7 @@ fn cgroups(spec: &Spec) -> Result<()> {
             )));
         }
         crate::cgroups::paths::parse_cgroups_path(Some(cg), "-")
-            .map_err(|e| Error::invalid(format!("linux.cgroupsPath: {e}")))?;
+            .map_err(|e| in_field("linux.cgroupsPath", e))?;
     }
     let Some(res) = linux.resources() else {
         return Ok(());
@@ -627,10 +627,18 @@ fn cgroups(spec: &Spec) -> Result<()> {
     if let Some(u) = res.unified().as_ref().filter(|u| !u.is_empty()) {
         for key in u.keys() {
             crate::cgroups::convert::check_unified_key(key)
-                .map_err(|e| Error::invalid(format!("linux.resources.unified: {e}")))?;
+                .map_err(|e| in_field("linux.resources.unified", e))?;
         }
     }
     Ok(())
+}
+
+/// An error of another module, prefixed with the field it is about (once "invalid config").
+fn in_field(field: &str, e: Error) -> Error {
+    match e {
+        Error::InvalidConfig(m) => Error::invalid(format!("{field}: {m}")),
+        other => Error::invalid(format!("{field}: {other}")),
+    }
 }
 
 /// "2MB" → /sys/kernel/mm/hugepages/hugepages-2048kB exists.
