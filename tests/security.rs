@@ -665,12 +665,13 @@ echo stopped > /stopped
 sleep 600
 "#;
 
-/// CVE-2019-5736: while `ctr task exec` runs a `#!/proc/self/exe` script (the classic way to
-/// make a helper run its own binary inside the container) and other execs, a container process
-/// opens `/proc/<pid>/exe` of every process it sees, for reading and for writing; it must never
-/// get the host's binary (device and inode compared). On the build before the sealed binary and
-/// non-dumpable helpers this test fails: the watcher gets read fds of the host binary through
-/// the exec helpers.
+/// CVE-2019-5736: while `ctr task exec` runs a `#!/proc/self/exe` script (the kernel then runs
+/// the exec helper's own binary in the container; it refuses to act as a shim and exits) and
+/// other execs, a container process opens `/proc/<pid>/exe` of every process it sees, for reading
+/// and for writing; it must never get the host's binary (device and inode compared) nor a
+/// writable fd. It may get the sealed view (another device). On the build before the sealed
+/// binary and non-dumpable helpers this test fails: the watcher gets read fds of the host binary
+/// through the exec helpers.
 #[test]
 fn container_never_reaches_the_host_binary() {
     if !testing_myshim() {
@@ -680,16 +681,33 @@ fn container_never_reaches_the_host_binary() {
     let host = format!("{dev}:{ino}");
     let id = unique_id("exeattack");
     let _g = Guard(id.clone());
-    run_detached(&id, &[], &["sh", "-c", WATCHER]);
+    // A debug build is dynamically linked: give the container the host's loader and libraries
+    // (read-only) so that the script really runs the helper's binary in there.
+    let mut mounts = Vec::new();
+    for (src, dst) in [("/lib64", "/lib64"), ("/usr/lib", "/lib")] {
+        if let Ok(src) = fs::canonicalize(src) {
+            mounts.push("--mount".to_string());
+            mounts.push(format!(
+                "type=bind,src={},dst={dst},options=rbind:ro",
+                src.display()
+            ));
+        }
+    }
+    let libs = mounts.len() == 4;
+    run_detached(&id, &strs(&mounts), &["sh", "-c", WATCHER]);
     wait_for("the watcher to start", Duration::from_secs(20), || {
         exec(&id, "ready", &[], &["test", "-e", "/ready"])
             .code
             .eq(&0)
             .then_some(())
     });
+    let mut ran_helper_binary = 0;
     for i in 0..15 {
-        // The script runs the helper's binary in the container (it fails: no shim arguments).
-        let _ = exec(&id, &format!("evil{i}"), &[], &["/evil.sh"]);
+        // The script runs the helper's binary in the container, which refuses to be a shim.
+        let out = exec(&id, &format!("evil{i}"), &[], &["/evil.sh"]);
+        if out.stderr.contains("run by containerd only") {
+            ran_helper_binary += 1;
+        }
         let out = exec(&id, &format!("plain{i}"), &[], &["true"]);
         assert_eq!(out.code, 0, "{out:?}");
     }
@@ -717,6 +735,12 @@ fn container_never_reaches_the_host_binary() {
         .filter(|l| l.starts_with("w "))
         .collect();
     kill_delete_rm(&id);
+    if libs {
+        assert_eq!(
+            ran_helper_binary, 15,
+            "the #!/proc/self/exe script did not run the helper's binary every time"
+        );
+    }
     assert!(
         hits.is_empty(),
         "a container process got an fd of the host binary {} ({host}):\n{}",
