@@ -466,6 +466,20 @@ fn rows() -> Vec<Row> {
     ]
 }
 
+/// Rows where myshim is stricter than runc 1.1 (Debian 12's), or runc 1.1 does not know the
+/// field (domainname): skipped when the tests run on runc.
+const STRICTER_THAN_RUNC_1_1: &[&str] = &[
+    "domainname without a uts namespace",
+    "id mappings without a user namespace",
+    "domainname in the host's uts namespace joined by path",
+    "domainname of 65 bytes",
+    "domainname in its own uts namespace",
+    "relative mount destination",
+    "bind mount with filesystem options",
+    "device entry outside /dev",
+    "device entry climbing out of /dev",
+];
+
 /// Host values no container may change.
 fn host_values() -> Vec<(String, String)> {
     [
@@ -560,7 +574,10 @@ fn run_row(r: &Row) -> Result<(), String> {
 #[test]
 fn hostile_specs_are_refused_or_stay_inside() {
     let before = host_values();
-    let rows = rows();
+    let rows: Vec<Row> = rows()
+        .into_iter()
+        .filter(|r| testing_myshim() || !STRICTER_THAN_RUNC_1_1.contains(&r.name))
+        .collect();
     let mut failures = Vec::new();
     for chunk in rows.chunks(6) {
         let results: Vec<(&str, Result<(), String>)> = std::thread::scope(|s| {
@@ -598,6 +615,10 @@ fn hostile_specs_are_refused_or_stay_inside() {
 /// "container's cgroup is not empty"; joining it would let delete kill the host's process).
 #[test]
 fn busy_cgroup_is_refused_and_its_process_survives() {
+    // runc 1.1 still accepts a non-empty cgroup (1.2 refuses it).
+    if !testing_myshim() {
+        return;
+    }
     let id = unique_id("busycg");
     let _g = Guard(id.clone());
     let name = format!("myshim-victim-{id}");
