@@ -23,7 +23,7 @@ use crate::hooks::{self, HookState};
 use crate::init::{INIT_PIPE_ENV, INIT_PIPE_FD};
 use crate::state::{self, State, Status, EXEC_FIFO};
 use crate::sync::{self, Bootstrap, FromInit, InitConfig, ParentEnd, ToInit};
-use crate::{namespaces, reaper, security, spec, Error, Result};
+use crate::{namespaces, reaper, security, spec, validate, Error, Result};
 
 /// The container process's standard streams (`None`: /dev/null).
 #[derive(Debug, Default)]
@@ -83,7 +83,19 @@ impl Container {
     /// [`Container::start`]. On failure nothing is left behind: no process, cgroup or state.
     pub fn create(opts: CreateOptions) -> Result<Container> {
         let spec = spec::load(&opts.bundle)?;
+        Container::create_with_spec(opts, spec)
+    }
+
+    /// [`Container::create`] with the bundle's spec already loaded and validated by
+    /// [`spec::load`] (a caller that must validate before it mounts the rootfs).
+    pub fn create_with_spec(opts: CreateOptions, spec: Spec) -> Result<Container> {
         let dir = state::dir(&opts.root, &opts.id)?;
+        let linux = spec
+            .linux()
+            .as_ref()
+            .ok_or_else(|| Error::invalid("linux: missing"))?;
+        let cgroup = CgroupManager::new(linux.cgroups_path().as_deref(), &opts.id)?;
+        validate::cgroup_unused(&cgroup)?;
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o711)
@@ -105,7 +117,7 @@ impl Container {
             pid: 0,
             cgroup: None,
         };
-        let (state, console) = create_in(&spec, opts, &dir, &mut undo)?;
+        let (state, console) = create_in(&spec, opts, &dir, cgroup, &mut undo)?;
         undo.disarm();
         Ok(Container {
             root: dir.parent().map(Path::to_path_buf).unwrap_or_default(),
@@ -350,6 +362,7 @@ fn create_in(
     spec: &Spec,
     opts: CreateOptions,
     dir: &Path,
+    cgroup: CgroupManager,
     undo: &mut Undo,
 ) -> Result<(State, Option<OwnedFd>)> {
     let linux = spec
@@ -376,14 +389,13 @@ fn create_in(
         )
         .with_context(|| format!("chown {}", fifo.display()))?;
     }
-    let cgroup = CgroupManager::new(linux.cgroups_path().as_deref(), &opts.id)?;
 
     // Step 0: start the first child with the init pipe at INIT_PIPE_FD.
     let (mut pipe, child_end) = sync::pair()?;
     // The first child is born in the container's cgroup (so is the init it forks): see
     // CgroupManager::spawn_inside for why that beats moving it there.
     undo.cgroup = Some(cgroup.clone());
-    let mut cmd = init_command(&opts.bundle, &opts.stdio, &child_end)?;
+    let mut cmd = init_command(&opts.bundle, &opts.root, &opts.stdio, &child_end)?;
     let mut first = cgroup.spawn_inside(
         || Ok(reaper::spawn(&mut cmd).context("start the container init")?),
         reaper::Waitable::pid,
@@ -508,15 +520,22 @@ fn with_default_devices(
     res
 }
 
-/// `<exe> init` with a clean environment, the container's stdio and the init pipe at fd 3.
-pub(crate) fn init_command(cwd: &Path, stdio: &Stdio, child_end: &OwnedFd) -> Result<Command> {
+/// `<exe> init` with a clean environment, the container's stdio and the init pipe at fd 3. The
+/// binary is the sealed view of our own ([`crate::sealed`]; `root`: the runtime root, where it
+/// may make a scratch directory), never the host's file.
+pub(crate) fn init_command(
+    cwd: &Path,
+    root: &Path,
+    stdio: &Stdio,
+    child_end: &OwnedFd,
+) -> Result<Command> {
     let to_std = |fd: &Option<OwnedFd>| -> Result<std::process::Stdio> {
         Ok(match fd {
             Some(fd) => std::process::Stdio::from(fd.try_clone().context("dup container stdio")?),
             None => std::process::Stdio::null(),
         })
     };
-    let mut cmd = Command::new("/proc/self/exe");
+    let mut cmd = Command::new(crate::sealed::exe_path(root)?);
     cmd.arg0("myshim")
         .arg("init")
         .env_clear()

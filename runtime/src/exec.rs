@@ -13,7 +13,7 @@ use oci_spec::runtime::Process;
 use crate::container::{init_command, Container, Stdio};
 use crate::state::Status;
 use crate::sync::{self, Bootstrap, ExecConfig, FromInit, ToInit};
-use crate::{namespaces, reaper, security, Error, Result};
+use crate::{namespaces, reaper, security, validate, Result};
 
 /// What an exec needs.
 #[derive(Debug)]
@@ -41,13 +41,16 @@ impl Container {
         if status != Status::Running {
             return Err(self.bad_state(status, "exec"));
         }
-        if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
-            return Err(Error::invalid("process.args: must not be empty"));
-        }
+        validate::process(&opts.process)?;
         let join = namespaces::of_process(self.pid()).context("read the container's namespaces")?;
         let (mut pipe, child_end) = sync::pair()?;
         // Born in the container's cgroup (see CgroupManager::spawn_inside).
-        let mut cmd = init_command(std::path::Path::new("/"), &opts.stdio, &child_end)?;
+        let mut cmd = init_command(
+            std::path::Path::new("/"),
+            self.root(),
+            &opts.stdio,
+            &child_end,
+        )?;
         let mut first = self.state.cgroup.spawn_inside(
             || Ok(reaper::spawn(&mut cmd).context("start the exec helper")?),
             reaper::Waitable::pid,

@@ -41,6 +41,11 @@ pub fn main() -> ! {
         eprintln!("myshim init: restore SIGPIPE: {e}");
         std::process::exit(2);
     }
+    // Non-dumpable while we work as root in the container's namespaces: no container process
+    // may ptrace us or open our /proc files (exe, fds, mem). The execve of the container's
+    // process makes it dumpable again.
+    // SAFETY: PR_SET_DUMPABLE only changes a flag of this process.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let fd = std::env::var(INIT_PIPE_ENV)
         .ok()
         .and_then(|v| v.parse::<i32>().ok());
@@ -375,10 +380,8 @@ fn set_sysctls(spec: &Spec) -> anyhow::Result<()> {
         .and_then(|l| l.sysctl().clone())
         .unwrap_or_default();
     for (key, value) in &sysctls {
-        if key.contains("..") || key.contains('/') && key.contains('.') {
-            return Err(anyhow!("linux.sysctl: invalid key {key:?}"));
-        }
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        // The keys were checked at create (crate::validate).
+        let path = crate::validate::sysctl_path(key);
         std::fs::write(&path, value).with_context(|| format!("set sysctl {key}={value}"))?;
     }
     Ok(())

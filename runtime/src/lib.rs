@@ -16,11 +16,13 @@ pub mod init;
 pub mod namespaces;
 pub mod reaper;
 pub mod rootfs;
+pub mod sealed;
 pub mod seccomp;
 pub mod security;
 pub mod spec;
 pub mod state;
 pub mod sync;
+pub mod validate;
 
 pub use container::{Container, CreateOptions, Stdio};
 pub use error::{Error, Result};

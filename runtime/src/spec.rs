@@ -1,148 +1,63 @@
 //! Loading and validating a bundle's `config.json`. Everything the runtime cannot honour is
 //! refused here, with the field's name, before anything is created: nothing is silently ignored.
 
+use std::io::Read;
 use std::path::Path;
 
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::Spec;
 
-use crate::{namespaces, seccomp, Error, Result};
+use crate::{seccomp, validate, Error, Result};
 
-/// Read `<bundle>/config.json`, make the rootfs path absolute and validate the spec.
+/// Largest config.json accepted: it travels to the init in one message of the init pipe.
+pub const MAX_CONFIG_BYTES: u64 = 8 << 20;
+
+/// Read `<bundle>/config.json`, make the rootfs path absolute and validate the spec
+/// ([`crate::validate`]). Unknown capability names are dropped with a warning, as runc does.
 pub fn load(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
-    let text = std::fs::read(&path)
+    let mut text = Vec::new();
+    std::fs::File::open(&path)
+        .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut text))
         .map_err(|e| Error::invalid(format!("read {}: {e}", path.display())))?;
-    let mut spec: Spec = serde_json::from_slice(&text).map_err(|e| {
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(Error::invalid(format!(
+            "{}: larger than {MAX_CONFIG_BYTES} bytes",
+            path.display()
+        )));
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(&text)
+        .map_err(|e| Error::invalid(format!("parse {}: {e}", path.display())))?;
+    if let Some(process) = value.get_mut("process") {
+        let dropped = validate::drop_unknown_capabilities(process);
+        if !dropped.is_empty() {
+            log::warn!(
+                "{}: ignoring unknown capabilities: {}",
+                path.display(),
+                dropped.join(", ")
+            );
+        }
+    }
+    let mut spec: Spec = serde_json::from_value(value.clone()).map_err(|e| {
         // serde names no field for a bad enum value: say which seccomp field it is.
-        let why = serde_json::from_slice::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| seccomp::explain_parse_error(&v));
+        let why = seccomp::explain_parse_error(&value);
         Error::invalid(why.unwrap_or_else(|| format!("parse {}: {e}", path.display())))
     })?;
     let root = spec
         .root()
         .as_ref()
         .ok_or_else(|| Error::invalid("root: missing"))?;
-    let rootfs = bundle.join(root.path());
-    if !rootfs.is_dir() {
-        return Err(Error::invalid(format!(
-            "root.path: {} is not a directory",
-            rootfs.display()
-        )));
+    let rootfs = validate::rootfs(bundle, root.path())?;
+    if let Some(root) = spec.root_mut() {
+        root.set_path(rootfs);
     }
-    spec.canonicalize_rootfs(bundle)
-        .map_err(|e| Error::invalid(format!("root.path: {e}")))?;
     validate(&spec)?;
     Ok(spec)
 }
 
-/// Refuse what the runtime does not support or what cannot work.
+/// Refuse what the runtime does not support or what cannot work: every rule of
+/// [`crate::validate::RULES`].
 pub fn validate(spec: &Spec) -> Result<()> {
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| Error::invalid("process: missing"))?;
-    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(Error::invalid("process.args: must not be empty"));
-    }
-    if !process.cwd().is_absolute() {
-        return Err(Error::invalid(format!(
-            "process.cwd: {:?} is not an absolute path",
-            process.cwd()
-        )));
-    }
-    refuse(process.io_priority().is_some(), "process.ioPriority")?;
-    refuse(process.scheduler().is_some(), "process.scheduler")?;
-    if process
-        .selinux_label()
-        .as_ref()
-        .is_some_and(|l| !l.is_empty())
-        && selinux_enabled()
-    {
-        return Err(Error::invalid(
-            "process.selinuxLabel: SELinux is not supported",
-        ));
-    }
-    if process
-        .apparmor_profile()
-        .as_ref()
-        .is_some_and(|p| !p.is_empty())
-        && apparmor_enabled()
-    {
-        return Err(Error::invalid(
-            "process.apparmorProfile: AppArmor is not supported yet",
-        ));
-    }
-    for m in spec.mounts().iter().flatten() {
-        if !m.destination().is_absolute() {
-            return Err(Error::invalid(format!(
-                "mounts: destination {:?} is not absolute",
-                m.destination()
-            )));
-        }
-    }
-    let linux = spec
-        .linux()
-        .as_ref()
-        .ok_or_else(|| Error::invalid("linux: missing"))?;
-    if let Some(profile) = linux.seccomp() {
-        seccomp::validate(profile)?;
-    }
-    refuse(linux.intel_rdt().is_some(), "linux.intelRdt")?;
-    refuse(linux.personality().is_some(), "linux.personality")?;
-    refuse(
-        linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty()),
-        "linux.timeOffsets",
-    )?;
-    if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) && selinux_enabled() {
-        return Err(Error::invalid("linux.mountLabel: SELinux is not supported"));
-    }
-    if let Some(res) = linux.resources() {
-        refuse(res.network().is_some(), "linux.resources.network")?;
-        refuse(
-            res.rdma().as_ref().is_some_and(|r| !r.is_empty()),
-            "linux.resources.rdma",
-        )?;
-    }
-    if let Some(cg) = linux.cgroups_path() {
-        if cg.to_string_lossy().contains(':') {
-            return Err(Error::invalid(format!(
-                "linux.cgroupsPath: {cg:?}: the systemd cgroup driver is not supported yet"
-            )));
-        }
-    }
-    let plan = namespaces::plan(linux)?;
-    if plan.clone_flags & libc::CLONE_NEWNS == 0
-        && !plan.join.iter().any(|j| j.flag == libc::CLONE_NEWNS)
-    {
-        return Err(Error::invalid(
-            "linux.namespaces: a mount namespace is required",
-        ));
-    }
-    let ns = linux.namespaces().as_deref().unwrap_or_default();
-    let has = |t: LinuxNamespaceType| ns.iter().any(|n| n.typ() == t);
-    if !has(LinuxNamespaceType::Uts) && spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) {
-        return Err(Error::invalid(
-            "hostname: setting it needs a new uts namespace",
-        ));
-    }
-    Ok(())
-}
-
-fn refuse(present: bool, field: &str) -> Result<()> {
-    if present {
-        return Err(Error::invalid(format!("{field}: not supported")));
-    }
-    Ok(())
-}
-
-fn selinux_enabled() -> bool {
-    Path::new("/sys/fs/selinux/enforce").exists()
-}
-
-fn apparmor_enabled() -> bool {
-    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
-        .is_ok_and(|s| s.trim() == "Y")
+    validate::spec(spec)
 }
 
 #[cfg(test)]

@@ -147,12 +147,22 @@ impl Execs {
 /// (`types.containerd.io/opencontainers/runtime-spec/1/Process`).
 pub fn decode_spec(any: Option<&Any>) -> ttrpc::Result<oci_spec::runtime::Process> {
     let any = any.ok_or_else(|| errors::invalid("exec: no process spec given"))?;
-    serde_json::from_slice(&any.value).map_err(|e| {
+    let decode_error = |e: serde_json::Error| {
         errors::invalid(format!(
             "exec: decode the process spec ({}): {e}",
             any.type_url
         ))
-    })
+    };
+    let mut value: serde_json::Value = serde_json::from_slice(&any.value).map_err(decode_error)?;
+    // As runc: unknown capability names are ignored with a warning.
+    let dropped = myshim_runtime::validate::drop_unknown_capabilities(&mut value);
+    if !dropped.is_empty() {
+        log::warn!(
+            "exec: ignoring unknown capabilities: {}",
+            dropped.join(", ")
+        );
+    }
+    serde_json::from_value(value).map_err(decode_error)
 }
 
 /// `containerd.runc.v1.ProcessDetails{exec_id}` as an `Any` (the protos crate lacks the type:

@@ -88,6 +88,9 @@ impl Service {
             terminal: req.terminal,
         };
         let t0 = std::time::Instant::now();
+        // The spec is validated before anything is made, the rootfs mount included.
+        let spec = myshim_runtime::spec::load(&bundle).map_err(|e| errors::runtime(&e))?;
+        let t_spec = t0.elapsed();
         let mounted = rootfs::mount(&bundle, &req.rootfs).map_err(|e| errors::unknown(&e))?;
         let t_mount = t0.elapsed();
         let undo_mount = |err: ttrpc::Error| {
@@ -102,12 +105,15 @@ impl Service {
             io::open(&stdio, opts.io_owner(), Labels::new(&req.id, &self.root))
                 .map_err(|e| undo_mount(errors::unknown(&e)))?;
         let t_io = t0.elapsed();
-        let mut container = Container::create(CreateOptions {
-            id: req.id.clone(),
-            bundle: bundle.clone(),
-            root: self.root.clone(),
-            stdio: fds,
-        })
+        let mut container = Container::create_with_spec(
+            CreateOptions {
+                id: req.id.clone(),
+                bundle: bundle.clone(),
+                root: self.root.clone(),
+                stdio: fds,
+            },
+            spec,
+        )
         .map_err(|e| undo_mount(errors::runtime(&e)))?;
         // The pty master (config.json's process.terminal) and the request must agree.
         let attached = match (container.take_console(), req.terminal) {
@@ -146,9 +152,10 @@ impl Service {
         self.table
             .insert(reservation, task, &req.rootfs, &self.events);
         log::debug!(
-            "created container {} (init pid {pid}) in {:?}: rootfs {t_mount:?}, stdio +{:?}, runtime +{:?}",
+            "created container {} (init pid {pid}) in {:?}: spec {t_spec:?}, rootfs +{:?}, stdio +{:?}, runtime +{:?}",
             req.id,
             t0.elapsed(),
+            t_mount - t_spec,
             t_io - t_mount,
             t_runtime - t_io
         );

@@ -48,6 +48,12 @@ pub fn rootfs_propagation(spec: &Spec) -> Result<Option<MsFlags>> {
         .ok_or_else(|| Error::invalid(format!("rootfsPropagation {p:?} is not supported")))
 }
 
+/// Check `linux.devices` as [`prepare`] will take them (type, numbers, absolute paths), before
+/// anything is created.
+pub fn check_devices(spec_devices: &[oci_spec::runtime::LinuxDevice]) -> Result<()> {
+    devices::device_list(spec_devices).map(|_| ())
+}
+
 /// Before pivot_root: propagation, rootfs bind, the spec's mounts, default devices and /dev
 /// symlinks. `rootfs` is absolute.
 ///
