@@ -162,32 +162,6 @@ fn bootstrap_params(id: &str, ns: &str, grpc: &str, socket_dir: &str, opts: &Any
     buf
 }
 
-/// Pids of daemons started with `-address ADDRESS`.
-fn daemons(address: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    for ent in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = ent.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmdline) = fs::read(ent.path().join("cmdline")) else {
-            continue;
-        };
-        let argv: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let is_shim = argv
-            .first()
-            .is_some_and(|a| a.ends_with(b"containerd-shim-myshim-v2"));
-        if is_shim
-            && argv
-                .windows(2)
-                .any(|w| w[0] == b"-address" && w[1] == address.as_bytes())
-            && process_alive(pid)
-        {
-            out.push(pid);
-        }
-    }
-    out
-}
-
 /// Ask the daemon at `address` to shut down and wait until it is gone with its socket.
 fn shutdown(address: &str, pid: u32) {
     let client = TaskClient::new(ttrpc::Client::connect(address).expect("connect"));
@@ -277,7 +251,7 @@ fn start_as_containerd_1_6_with_shim_cgroup_and_grouping() {
     );
     assert_eq!(fs::read_to_string(b1.dir.join("address")).unwrap(), address);
     let pid = connect(&address, "containerd.task.v2.Task");
-    assert_eq!(daemons(&grpc), vec![pid]);
+    assert_eq!(shim_daemons(&grpc), vec![pid]);
     let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     assert!(
         cg.lines().any(|l| l.ends_with(&format!(":{cgroup}"))),
@@ -287,7 +261,11 @@ fn start_as_containerd_1_6_with_shim_cgroup_and_grouping() {
     let out = run_shim(&strs(&args("c2")), &envs, &b2.dir, b"");
     assert!(out.status.success(), "second start: {out:?}");
     assert_eq!(String::from_utf8(out.stdout).unwrap(), address);
-    assert_eq!(daemons(&grpc), vec![pid], "a second daemon was spawned");
+    assert_eq!(
+        shim_daemons(&grpc),
+        vec![pid],
+        "a second daemon was spawned"
+    );
     shutdown(&address, pid);
     // containerd's cleanup after the daemon: `delete` answers a DeleteResponse
     let mut del = args("c1");
@@ -296,7 +274,7 @@ fn start_as_containerd_1_6_with_shim_cgroup_and_grouping() {
     assert!(out.status.success(), "delete: {out:?}");
     let resp = DeleteResponse::parse_from_bytes(&out.stdout).expect("DeleteResponse");
     assert_eq!(resp.exit_status, 137);
-    assert!(daemons(&grpc).is_empty());
+    assert!(shim_daemons(&grpc).is_empty());
     remove_cgroup(&cgroup);
 }
 
@@ -320,7 +298,7 @@ fn start_as_containerd_1_7_answers_json_v2() {
     let address = answer["address"].as_str().unwrap().to_string();
     let pid = connect(&address, "containerd.task.v2.Task");
     shutdown(&address, pid);
-    assert!(daemons(&grpc).is_empty());
+    assert!(shim_daemons(&grpc).is_empty());
 }
 
 /// containerd 2.3+: `BootstrapParams` on stdin: version 3, the socket in the directory it

@@ -4,37 +4,13 @@
 
 mod common;
 
-use std::fs;
 use std::time::Duration;
 
 use common::*;
 
-/// Pids of shim daemons serving the tests' containerd (`-address <its socket>` in argv).
+/// The shim daemons serving the tests' containerd.
 fn daemons() -> Vec<u32> {
-    let address = env().address.display().to_string();
-    let mut out = Vec::new();
-    for ent in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = ent.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmdline) = fs::read(ent.path().join("cmdline")) else {
-            continue;
-        };
-        let argv: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let shim = argv
-            .first()
-            .is_some_and(|a| String::from_utf8_lossy(a).contains("containerd-shim"));
-        if shim
-            && argv
-                .windows(2)
-                .any(|w| w[0] == b"-address" && w[1] == address.as_bytes())
-            && process_alive(pid)
-        {
-            out.push(pid);
-        }
-    }
-    out.sort_unstable();
-    out
+    shim_daemons(&env().address.display().to_string())
 }
 
 #[test]

@@ -1110,6 +1110,33 @@ pub fn shim_pids(id: &str) -> Vec<u32> {
     pids
 }
 
+/// Pids of live shim daemons started with `-address ADDRESS` (containerd's socket), sorted.
+pub fn shim_daemons(address: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for ent in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = ent.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = fs::read(ent.path().join("cmdline")) else {
+            continue;
+        };
+        let argv: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let shim = argv
+            .first()
+            .is_some_and(|a| String::from_utf8_lossy(a).contains("containerd-shim"));
+        if shim
+            && argv
+                .windows(2)
+                .any(|w| w[0] == b"-address" && w[1] == address.as_bytes())
+            && process_alive(pid)
+        {
+            out.push(pid);
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
 /// `kill -s SIG PID`.
 pub fn send_signal(pid: u32, sig: &str) {
     let st = Command::new("kill")
