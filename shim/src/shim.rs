@@ -178,6 +178,8 @@ impl MyShim {
         if let Err(e) = exit_on_signals(self.exit.clone()) {
             fatal(&format!("handle SIGTERM: {e}"));
         }
+        // Compiled seccomp filters are shared by the host's shims (one per container).
+        myshim_runtime::seccomp::set_cache_dir(Path::new(RUNTIME_ROOT).join("seccomp-cache"));
         Service::new(
             runtime_root(&self.namespace),
             table,
