@@ -27,11 +27,17 @@ NAMESPACE ?= myshim-demo
 IMAGE_REPO ?= local/busybox
 IMAGE := $(IMAGE_REPO):latest
 
+# libseccomp is linked statically from Debian's multiarch directory (.cargo/config.toml names
+# the x86_64 one for a plain `cargo build`; this covers the other architectures).
+export LIBSECCOMP_LIB_PATH ?= /usr/lib/$(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+
 .PHONY: all deps build install run unit integration test lint bench clean
 
 all: build
 
-# Install what the build and the tests need from Debian when it is missing (CI starts clean).
+# Install what the build and the tests need from Debian when it is missing (CI starts clean):
+# libseccomp-dev for the static libseccomp.a the shim links, gcc-multilib for the 32-bit
+# program tests/seccomp.rs builds.
 deps:
 	@missing=""; \
 	command -v containerd >/dev/null 2>&1 || missing="$$missing containerd"; \
@@ -40,6 +46,10 @@ deps:
 	   ! dpkg-query -W -f='$${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then \
 		missing="$$missing busybox-static"; \
 	fi; \
+	for pkg in libseccomp-dev gcc-multilib; do \
+		dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q 'ok installed' || \
+			missing="$$missing $$pkg"; \
+	done; \
 	missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
 	if [ -n "$${missing// /}" ]; then \
 		echo "deps: installing$$missing"; \
@@ -50,7 +60,7 @@ deps:
 	fi
 
 # The shipped binary: static and non-PIE (scripts/build-release.sh says why).
-build:
+build: deps
 	CARGO=$(CARGO) scripts/build-release.sh
 
 install: build
@@ -76,7 +86,7 @@ run: deps install
 	fi; \
 	exit $$rc
 
-unit:
+unit: deps
 	$(CARGO) test --workspace --lib --bins
 
 integration: deps
@@ -84,7 +94,7 @@ integration: deps
 
 test: unit integration
 
-lint:
+lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 

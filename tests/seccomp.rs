@@ -314,3 +314,20 @@ fn notify_hands_the_fd_and_state_to_the_listener() {
     assert_eq!(state["state"]["status"], json!("creating"), "{state}");
     assert_nothing_left(&id);
 }
+
+#[test]
+fn exec_processes_get_the_filter_too() {
+    let id = unique_id("seccomp-exec");
+    let _g = Guard(id.clone());
+    let mount = i386_mount_opt();
+    run_detached(&id, &["--seccomp", "--mount", &mount], &["sleep", "1000"]);
+    wait_task_status(&id, "RUNNING", RUN_START_TIMEOUT);
+    // Exit codes, not output, tell (ctr 1.6 may lose an exec's output on a busy machine).
+    let script = format!(
+        "{I386_BIN} unshare | grep -qx 'unshare -1' && {I386_BIN} keyctl | grep -qx 'keyctl -1' \
+         && {I386_BIN} getpid | grep -q '^getpid [1-9]'"
+    );
+    let out = exec(&id, "e1", &[], &["sh", "-c", &script]);
+    assert_eq!(out.code, 0, "{out:?}\n{}", containerd_log(&id));
+    kill_delete_rm(&id);
+}

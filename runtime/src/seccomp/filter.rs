@@ -86,9 +86,21 @@ impl Filter {
     }
 }
 
-/// Whether the kernel knows a `SECCOMP_FILTER_FLAG_*` bit. It checks the flags before it reads
-/// the program, so a null program tells: EINVAL for an unknown flag, EFAULT otherwise.
+/// Whether the kernel knows a `SECCOMP_FILTER_FLAG_*` bit (asked once per flag and process).
 pub(super) fn flag_supported(flag: libc::c_ulong) -> bool {
+    static KNOWN: std::sync::Mutex<Vec<(libc::c_ulong, bool)>> = std::sync::Mutex::new(Vec::new());
+    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, yes)) = known.iter().find(|(f, _)| *f == flag) {
+        return *yes;
+    }
+    let yes = ask_kernel(flag);
+    known.push((flag, yes));
+    yes
+}
+
+/// The kernel checks the flags before it reads the program, so a null program tells: EINVAL
+/// for an unknown flag, EFAULT otherwise.
+fn ask_kernel(flag: libc::c_ulong) -> bool {
     // SAFETY: with a null program the kernel either refuses the flags or fails to read the
     // program; nothing is installed and no memory of ours is touched.
     let rc = unsafe {
