@@ -279,9 +279,17 @@ impl Agent {
     }
 }
 
+/// With noNewPrivileges the filter goes on after the credentials are dropped, without it
+/// before: both hand the fd over.
 #[test]
 fn notify_hands_the_fd_and_state_to_the_listener() {
-    let id = unique_id("seccomp-notify");
+    for no_new_privs in [true, false] {
+        notify_case(no_new_privs);
+    }
+}
+
+fn notify_case(no_new_privs: bool) {
+    let id = unique_id(&format!("seccomp-notify-nnp-{no_new_privs}"));
     let _g = Guard(id.clone());
     let sock = env().dir.join(format!("{id}.agent.sock"));
     let _ = std::fs::remove_file(&sock);
@@ -290,7 +298,8 @@ fn notify_hands_the_fd_and_state_to_the_listener() {
         "listenerPath": sock.display().to_string(),
         "listenerMetadata": "agent-metadata",
         "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]});
-    let spec = spec_with_profile(&id, &["sh", "-c", "mkdir /tmp/d; echo done"], profile);
+    let mut spec = spec_with_profile(&id, &["sh", "-c", "mkdir /tmp/d; echo done"], profile);
+    spec["process"]["noNewPrivileges"] = json!(no_new_privs);
     let agent = Agent {
         stop: AtomicBool::new(false),
     };
