@@ -13,6 +13,10 @@ use oci_spec::runtime::{
 use super::filter::flag_supported;
 use crate::{Error, Result};
 
+/// `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` (Linux 5.19): a notified syscall waits killably
+/// once the agent has received it. Only meaningful, and only accepted, with a listener.
+pub(super) const FLAG_WAIT_KILLABLE_RECV: libc::c_ulong = 1 << 5;
+
 /// Syscalls the init itself makes between installing a notify filter and handing its fd to the
 /// parent: a notify rule on them would block the init forever (runc refuses `write` likewise).
 const NOTIFY_FORBIDDEN: &[&str] = &["read", "write", "sendmsg"];
@@ -165,7 +169,7 @@ pub(super) fn plan(profile: &LinuxSeccomp) -> Result<Plan> {
             conds,
         });
     }
-    let flags = filter_flags(profile.flags().as_deref())?;
+    let flags = filter_flags(profile.flags().as_deref(), notify)?;
     Ok(Plan {
         default,
         arches,
@@ -227,7 +231,7 @@ fn action(action: Action, errno: Option<u32>, errno_field: &str) -> Result<ScmpA
 }
 
 /// The `SECCOMP_FILTER_FLAG_*` bits for the OCI flags.
-fn filter_flags(flags: Option<&[Flag]>) -> Result<libc::c_ulong> {
+fn filter_flags(flags: Option<&[Flag]>, notify: bool) -> Result<libc::c_ulong> {
     let Some(flags) = flags else {
         // runc's default: do not force the speculative store bypass mitigation on the
         // container just because it has a filter.
@@ -248,8 +252,21 @@ fn filter_flags(flags: Option<&[Flag]>) -> Result<libc::c_ulong> {
             }
             Flag::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG,
             Flag::SeccompFilterFlagSpecAllow => libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+            Flag::SeccompFilterFlagWaitKillableRecv if !notify => {
+                log::debug!(
+                    "seccomp: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV ignored: no rule notifies"
+                );
+                continue;
+            }
+            Flag::SeccompFilterFlagWaitKillableRecv => FLAG_WAIT_KILLABLE_RECV,
         };
-        if !flag_supported(bit) {
+        // The kernel takes WAIT_KILLABLE_RECV only with NEW_LISTENER: ask for both.
+        let probe = if bit == FLAG_WAIT_KILLABLE_RECV {
+            bit | libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
+        } else {
+            bit
+        };
+        if !flag_supported(probe) {
             return Err(Error::invalid(format!(
                 "linux.seccomp.flags[{i}]: {flag} is not supported by this kernel"
             )));

@@ -36,11 +36,11 @@
 //!   log or trace), syscalls numbered above the highest one the profile names for their
 //!   architecture get ENOSYS, so that programs fall back from syscalls newer than the profile
 //!   (a short program put in front of libseccomp's: [`enosys`]).
-//! - Flags: `SECCOMP_FILTER_FLAG_LOG` and `SECCOMP_FILTER_FLAG_SPEC_ALLOW` are passed to the
-//!   kernel, refused if it does not know them; `SECCOMP_FILTER_FLAG_TSYNC` is ignored (the init
-//!   is single-threaded). Without `flags`, SPEC_ALLOW is set when the kernel supports it, as in
-//!   runc. (`SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` is not in the oci-spec crate's 0.7 list yet:
-//!   a config with it does not parse.)
+//! - Flags: `SECCOMP_FILTER_FLAG_LOG`, `SECCOMP_FILTER_FLAG_SPEC_ALLOW` and (with a notify
+//!   rule; ignored without one) `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` are passed to the kernel,
+//!   refused if it does not know them; `SECCOMP_FILTER_FLAG_TSYNC` is ignored (the init is
+//!   single-threaded). Without `flags`, SPEC_ALLOW is set when the kernel supports it, as in
+//!   runc.
 
 mod bpf;
 mod cache;

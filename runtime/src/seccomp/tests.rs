@@ -475,6 +475,11 @@ fn seccomp_flags_translate() {
         }
     );
     assert!(!filter::flag_supported(1 << 30));
+    // WAIT_KILLABLE_RECV only matters to a notify filter: without one it is left out.
+    let f = compile(&profile(json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", "SECCOMP_FILTER_FLAG_LOG"]})))
+    .unwrap();
+    assert_eq!(f.flags(), libc::SECCOMP_FILTER_FLAG_LOG);
 }
 
 /// Run `f` in a forked child after setting no_new_privs; returns how the child ended.
@@ -683,8 +688,21 @@ fn seccomp_notify_fd_reaches_the_listener_which_answers() {
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     let p = profile(json!({"defaultAction": "SCMP_ACT_ALLOW",
         "listenerPath": sock, "listenerMetadata": "test-meta",
+        "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
         "syscalls": [{"names": ["mkdirat", "mkdir"], "action": "SCMP_ACT_NOTIFY"}]}));
     let f = compile(&p).unwrap();
+    // Linux 5.19 and later take the flag (with the listener).
+    let killable = filter::flag_supported(
+        check::FLAG_WAIT_KILLABLE_RECV | libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+    );
+    assert_eq!(
+        f.flags(),
+        if killable {
+            check::FLAG_WAIT_KILLABLE_RECV
+        } else {
+            0
+        }
+    );
     let annotations = std::collections::HashMap::new();
     let sock2 = sock.clone();
     let status = std::thread::scope(|s| {
