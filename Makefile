@@ -29,11 +29,17 @@ NAMESPACE ?= myshim-demo
 IMAGE_REPO ?= local/busybox
 IMAGE := $(IMAGE_REPO):latest
 
+# libseccomp is linked statically from Debian's multiarch directory (.cargo/config.toml names
+# the x86_64 one for a plain `cargo build`; this covers the other architectures).
+export LIBSECCOMP_LIB_PATH ?= /usr/lib/$(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+
 .PHONY: all deps build install run unit integration test soak lint bench clean
 
 all: build
 
-# Install what the build and the tests need from Debian when it is missing (CI starts clean).
+# Install what the build and the tests need from Debian when it is missing (CI starts clean):
+# libseccomp-dev for the static libseccomp.a the shim links, gcc-multilib for the 32-bit
+# program tests/seccomp.rs builds.
 deps:
 	@missing=""; \
 	command -v containerd >/dev/null 2>&1 || missing="$$missing containerd"; \
@@ -42,6 +48,10 @@ deps:
 	   ! dpkg-query -W -f='$${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then \
 		missing="$$missing busybox-static"; \
 	fi; \
+	for pkg in libseccomp-dev gcc-multilib; do \
+		dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q 'ok installed' || \
+			missing="$$missing $$pkg"; \
+	done; \
 	missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
 	if [ -n "$${missing// /}" ]; then \
 		echo "deps: installing$$missing"; \
@@ -52,7 +62,7 @@ deps:
 	fi
 
 # The shipped binary: static and non-PIE (scripts/build-release.sh says why).
-build:
+build: deps
 	CARGO=$(CARGO) scripts/build-release.sh
 
 install: build
@@ -78,7 +88,7 @@ run: deps install
 	fi; \
 	exit $$rc
 
-unit:
+unit: deps
 	$(CARGO) test --workspace --lib --bins
 
 integration: deps
@@ -89,7 +99,7 @@ test: unit integration
 soak: deps
 	MYSHIM_SOAK_RUNS=$${MYSHIM_SOAK_RUNS:-1000} CARGO=$(CARGO) scripts/integration.sh -- sequential_runs_orphan_no_daemon
 
-lint:
+lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 

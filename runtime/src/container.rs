@@ -448,7 +448,14 @@ fn create_in(
         id: opts.id.clone(),
         bundle: opts.bundle.clone(),
     })))?;
-    let console = drive_sync(&mut pipe, spec, &state, &cgroup)?;
+    // Compiled while the init works on steps 5-8 (mounts, pivot_root): off the critical path
+    // unless it takes longer than they do. Sent with `Run`.
+    let seccomp = linux
+        .seccomp()
+        .as_ref()
+        .map(crate::seccomp::compile)
+        .transpose()?;
+    let console = drive_sync(&mut pipe, spec, &state, &cgroup, seccomp.as_deref())?;
     // The first child exited right after step 4 (its status carries nothing): reap it now that
     // it is surely gone, off the path of the steps above.
     let _ = first.wait_timeout(Some(Duration::from_secs(2)));
@@ -462,19 +469,20 @@ fn drive_sync(
     spec: &Spec,
     state: &State,
     cgroup: &CgroupManager,
+    seccomp: Option<&crate::seccomp::Filter>,
 ) -> Result<Option<OwnedFd>> {
     let mut console = None;
+    let st = HookState {
+        oci_version: "1.0.2",
+        id: &state.id,
+        status: "creating",
+        pid: Some(state.pid),
+        bundle: &state.bundle,
+        annotations: &state.annotations,
+    };
     loop {
         match pipe.recv()? {
             FromInit::Hooks => {
-                let st = HookState {
-                    oci_version: "1.0.2",
-                    id: &state.id,
-                    status: "creating",
-                    pid: Some(state.pid),
-                    bundle: &state.bundle,
-                    annotations: &state.annotations,
-                };
                 let h = spec.hooks().clone().unwrap_or_default();
                 hooks::run("prestart", h.prestart().as_deref().unwrap_or_default(), &st)?;
                 hooks::run(
@@ -497,13 +505,40 @@ fn drive_sync(
                         process.rlimits().as_deref().unwrap_or_default(),
                     )?;
                 }
-                pipe.send(&ToInit::Run)?;
+                pipe.send(&ToInit::Run {
+                    seccomp: seccomp.cloned(),
+                })?;
             }
             FromInit::Console => console = Some(pipe.recv_fd()?),
+            FromInit::Seccomp => {
+                let profile = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+                pass_notify_fd(pipe, profile, state.pid, &st)?;
+            }
             FromInit::Created => return Ok(console),
             other => return Err(anyhow::anyhow!("init pipe: unexpected {other:?}").into()),
         }
     }
+}
+
+/// Steps 9a-9b (and E6a): receive the notify fd that follows `Seccomp`, send it with the state
+/// of process `pid` to the profile's listener, close our copy and let the init go on.
+pub(crate) fn pass_notify_fd(
+    pipe: &mut ParentEnd,
+    profile: Option<&oci_spec::runtime::LinuxSeccomp>,
+    pid: i32,
+    state: &HookState<'_>,
+) -> Result<()> {
+    use std::os::fd::AsFd;
+    let fd = pipe.recv_fd()?;
+    let listener = profile
+        .and_then(|p| p.listener_path().as_deref())
+        .ok_or_else(|| Error::invalid("linux.seccomp.listenerPath: missing"))?;
+    let metadata = profile
+        .and_then(|p| p.listener_metadata().as_deref())
+        .unwrap_or_default();
+    crate::seccomp::notify::send_to_listener(listener, metadata, fd.as_fd(), pid, state)?;
+    drop(fd);
+    pipe.send(&ToInit::SeccompDone)
 }
 
 /// The spec's resources with the devices every container needs (null, zero, full, tty, random,

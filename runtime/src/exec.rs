@@ -10,7 +10,8 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 
-use crate::container::{init_command, Container, Stdio};
+use crate::container::{init_command, pass_notify_fd, Container, Stdio};
+use crate::hooks::HookState;
 use crate::state::Status;
 use crate::sync::{self, Bootstrap, ExecConfig, FromInit, ToInit};
 use crate::{namespaces, reaper, security, validate, Result};
@@ -72,15 +73,32 @@ impl Container {
             security::set_oom_score_adj(pid, adj)?;
         }
         security::set_rlimits(pid, opts.process.rlimits().as_deref().unwrap_or_default())?;
+        let seccomp = self
+            .state
+            .seccomp
+            .as_ref()
+            .map(crate::seccomp::compile)
+            .transpose()?;
         pipe.send(&ToInit::Exec(Box::new(ExecConfig {
             process: opts.process,
-            seccomp: self.state.seccomp.clone(),
+            seccomp: seccomp.as_deref().cloned(),
         })))?;
         let mut console = None;
         loop {
             match pipe.recv_or_eof()? {
                 None => break,
                 Some(FromInit::Console) => console = Some(pipe.recv_fd()?),
+                Some(FromInit::Seccomp) => {
+                    let st = HookState {
+                        oci_version: "1.0.2",
+                        id: &self.state.id,
+                        status: "running",
+                        pid: Some(self.state.pid),
+                        bundle: &self.state.bundle,
+                        annotations: &self.state.annotations,
+                    };
+                    pass_notify_fd(&mut pipe, self.state.seccomp.as_ref(), pid, &st)?;
+                }
                 Some(other) => {
                     return Err(anyhow::anyhow!("init pipe: unexpected {other:?}").into())
                 }

@@ -32,6 +32,7 @@ const SECCOMP_ACTIONS: &[&str] = &[
     "SCMP_ACT_KILL_PROCESS",
     "SCMP_ACT_KILL_THREAD",
     "SCMP_ACT_LOG",
+    "SCMP_ACT_NOTIFY",
     "SCMP_ACT_TRACE",
     "SCMP_ACT_TRAP",
 ];
@@ -48,18 +49,22 @@ const SECCOMP_FLAGS: &[&str] = &[
     "SECCOMP_FILTER_FLAG_LOG",
     "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
     "SECCOMP_FILTER_FLAG_TSYNC",
+    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
 ];
 
-/// The native seccomp architectures of this build.
-fn seccomp_archs() -> Vec<&'static str> {
-    if cfg!(target_arch = "x86_64") {
-        vec!["SCMP_ARCH_X86_64"]
-    } else if cfg!(target_arch = "aarch64") {
-        vec!["SCMP_ARCH_AARCH64"]
-    } else {
-        Vec::new()
-    }
-}
+/// Architectures a profile may list (libseccomp translates each; `seccomp/enosys.rs` knows
+/// their audit numbers).
+const SECCOMP_ARCHS: &[&str] = &[
+    "SCMP_ARCH_AARCH64",
+    "SCMP_ARCH_ARM",
+    "SCMP_ARCH_PPC64",
+    "SCMP_ARCH_PPC64LE",
+    "SCMP_ARCH_RISCV64",
+    "SCMP_ARCH_S390X",
+    "SCMP_ARCH_X32",
+    "SCMP_ARCH_X86",
+    "SCMP_ARCH_X86_64",
+];
 
 /// Every capability name the kernel headers this build knows define (`CAP_CHOWN`, ...).
 fn capabilities() -> Vec<String> {
@@ -89,7 +94,7 @@ pub fn features() -> Value {
                 "enabled": true,
                 "actions": SECCOMP_ACTIONS,
                 "operators": SECCOMP_OPERATORS,
-                "archs": seccomp_archs(),
+                "archs": SECCOMP_ARCHS,
                 "knownFlags": SECCOMP_FLAGS,
                 "supportedFlags": SECCOMP_FLAGS,
             },

@@ -134,9 +134,8 @@ fn exec_process(pipe: &mut InitEnd, cfg: &ExecConfig) -> anyhow::Result<Infallib
     if process.terminal() == Some(true) {
         setup_terminal(pipe, process)?;
     }
-    // The container's seccomp profile applies to every process in it, as with runc.
-    let filter = cfg.seccomp.as_ref().map(seccomp::compile).transpose()?;
-    let target = prepare_exec(process, filter)?;
+    // The container's seccomp filter applies to every process in it, as with runc.
+    let target = prepare_exec(pipe, process, cfg.seccomp.as_ref())?;
     // The pipe is close-on-exec: the parent sees a clean end of file when execve succeeds.
     Err(target.exec())
 }
@@ -199,15 +198,10 @@ fn init_process(
     set_sysctls(&spec)?;
     rootfs::finalize(&spec)?;
     pipe.send(&FromInit::Ready)?;
-    pipe.expect("Run")?;
-
-    let filter = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().as_ref())
-        .map(seccomp::compile)
-        .transpose()?;
-    let target = prepare_exec(process, filter)?;
+    let ToInit::Run { seccomp: filter } = pipe.expect("Run")? else {
+        unreachable!("expect checked the variant")
+    };
+    let target = prepare_exec(pipe, process, filter.as_ref())?;
     pipe.send(&FromInit::Created)?;
     // From here on the parent no longer listens: errors go to the container's stderr.
     pipe.close();
@@ -221,19 +215,19 @@ fn init_process(
 }
 
 /// A process ready to exec: credentials dropped, in its cwd, binary found.
-struct ExecTarget {
+struct ExecTarget<'a> {
     exe: std::path::PathBuf,
     c_exe: CString,
     c_args: Vec<CString>,
     c_env: Vec<CString>,
-    /// A seccomp filter still to install, right before execve.
-    seccomp: Option<seccomp::Filter>,
+    /// A seccomp filter still to install, right before execve (never one that notifies).
+    seccomp: Option<&'a seccomp::Filter>,
 }
 
-impl ExecTarget {
+impl ExecTarget<'_> {
     /// Install the seccomp filter if one is left, then execve; returns only on failure.
     fn exec(self) -> anyhow::Error {
-        if let Some(filter) = &self.seccomp {
+        if let Some(filter) = self.seccomp {
             if let Err(e) = filter.install() {
                 return e;
             }
@@ -252,15 +246,22 @@ impl ExecTarget {
 /// The seccomp filter goes on as runc puts it: without no_new_privs only CAP_SYS_ADMIN may
 /// install one, so it is installed here before the credentials are dropped (and filters every
 /// syscall the init makes from then on); with no_new_privs it is left in the target, to be
-/// installed just before execve so that the init's own syscalls are not filtered.
-fn prepare_exec(process: &Process, filter: Option<seccomp::Filter>) -> anyhow::Result<ExecTarget> {
-    let filter = match filter {
-        Some(f) if process.no_new_privileges() != Some(true) => {
-            f.install()?;
-            None
+/// installed just before execve so that the init's own syscalls are not filtered, unless it
+/// notifies an agent: then it is installed at the end of this function, while the pipe that
+/// carries the notify fd to the parent is still open (runc installs it before closing its pipe
+/// too).
+fn prepare_exec<'a>(
+    pipe: &mut InitEnd,
+    process: &Process,
+    filter: Option<&'a seccomp::Filter>,
+) -> anyhow::Result<ExecTarget<'a>> {
+    let no_new_privs = process.no_new_privileges() == Some(true);
+    let mut filter = filter;
+    if !no_new_privs {
+        if let Some(f) = filter.take() {
+            install_seccomp(pipe, f)?;
         }
-        other => other,
-    };
+    }
     security::finalize_credentials(process)?;
     let cwd = process.cwd();
     nix::unistd::chdir(cwd).map_err(|e| {
@@ -277,6 +278,10 @@ fn prepare_exec(process: &Process, filter: Option<seccomp::Filter>) -> anyhow::R
     }
     let arg0 = args.first().context("process.args: empty")?;
     let exe = security::find_executable(arg0, &env).map_err(|m| anyhow!(m))?;
+    if let Some(f) = filter.filter(|f| f.notify()) {
+        install_seccomp(pipe, f)?;
+        filter = None;
+    }
     let c = |s: &[u8]| CString::new(s).context("argument contains a NUL byte");
     Ok(ExecTarget {
         c_exe: c(exe.as_os_str().as_bytes())?,
@@ -291,6 +296,17 @@ fn prepare_exec(process: &Process, filter: Option<seccomp::Filter>) -> anyhow::R
         exe,
         seccomp: filter,
     })
+}
+
+/// Install `filter`; if it notifies an agent, hand the notify fd to the parent (steps 9a-9b)
+/// and close ours once the parent has passed it on.
+fn install_seccomp(pipe: &mut InitEnd, filter: &seccomp::Filter) -> anyhow::Result<()> {
+    if let Some(fd) = filter.install()? {
+        use std::os::fd::AsFd;
+        pipe.send_seccomp(fd.as_fd())?;
+        pipe.expect("SeccompDone")?;
+    }
+    Ok(())
 }
 
 /// Open a pty in the container's devpts, make its slave our controlling terminal and stdio,

@@ -18,7 +18,9 @@
 //! | 7    | P           | `Resume`            | init runs createContainer hooks, pivot_root, hostname, sysctls, masked/readonly paths |
 //! | 7a   | I           | `Console` + fd      | (only with a terminal) the pty master travels to P (SCM_RIGHTS) |
 //! | 8    | I           | `Ready`             | P writes cgroup limits, oom_score_adj, rlimits            |
-//! | 9    | P           | `Run`               | init sets credentials, capabilities, cwd, finds the binary |
+//! | 9    | P           | `Run{seccomp}`      | init sets credentials, capabilities, cwd, finds the binary; with a seccomp filter (compiled by P while the init did steps 5-8) it installs it where runc does (see [`crate::init`]) |
+//! | 9a   | I           | `Seccomp` + fd      | (only with a `SCMP_ACT_NOTIFY` filter, right after installing it) the notify fd travels to P (SCM_RIGHTS); P sends it with the container process state to `listenerPath` and closes its copy |
+//! | 9b   | P           | `SeccompDone`       | init closes its copy of the notify fd and goes on          |
 //! | 10   | I           | `Created`           | init closes its end and waits on the exec fifo for start  |
 //! | any  | I / first child | `Error{message}` | P kills the init, undoes its work, and fails create with `message` |
 //!
@@ -27,8 +29,9 @@
 //!
 //! | step | sender      | message             | the receiver then                                        |
 //! |------|-------------|---------------------|----------------------------------------------------------|
-//! | E5   | P           | `Exec`              | P has joined the process to the cgroup and set its rlimits; it sets up its terminal, credentials, cwd and execs |
+//! | E5   | P           | `Exec`              | P has joined the process to the cgroup and set its rlimits; it sets up its terminal, credentials, cwd, installs the container's seccomp filter (sent compiled in `Exec`) and execs |
 //! | E6   | I           | `Console` + fd      | (only with a terminal) as step 7a                         |
+//! | E6a  | I / P       | `Seccomp` + fd, `SeccompDone` | (only with a notify filter) as steps 9a-9b, with the exec'd process's pid in the state sent to the agent |
 //! | E7   | -           | end of file         | the pipe is close-on-exec: a clean end of file means exec succeeded |
 //!
 //! An end of file where a message was due means the other side died; the parent reports that
@@ -43,6 +46,7 @@ use anyhow::{bail, Context};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::seccomp::Filter;
 use crate::{Error, Result};
 
 /// Largest message accepted (a config.json is a few KiB; this bounds a corrupt length).
@@ -102,9 +106,10 @@ pub struct InitConfig {
 pub struct ExecConfig {
     /// The process to run.
     pub process: oci_spec::runtime::Process,
-    /// The container's seccomp profile, which binds every process in it.
+    /// The container's seccomp filter (compiled from its profile), which binds every process
+    /// in it.
     #[serde(default)]
-    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    pub seccomp: Option<Filter>,
 }
 
 /// Messages the parent sends.
@@ -118,10 +123,15 @@ pub enum ToInit {
     Config(Box<InitConfig>),
     /// step 7
     Resume,
-    /// step 9
-    Run,
+    /// step 9, with the container's compiled seccomp filter
+    Run {
+        /// the filter the init installs, if the spec has a profile
+        seccomp: Option<Filter>,
+    },
     /// step E5
     Exec(Box<ExecConfig>),
+    /// step 9b / E6a: the agent has the notify fd
+    SeccompDone,
 }
 
 /// Messages the first child and the init send.
@@ -143,6 +153,8 @@ pub enum FromInit {
     Console,
     /// step 8
     Ready,
+    /// step 9a / E6a: the seccomp notify fd follows as an fd
+    Seccomp,
     /// step 10
     Created,
     /// the init failed; the text goes to the user verbatim
@@ -219,7 +231,7 @@ impl ParentEnd {
         }
     }
 
-    /// Receive the fd that follows a `Console` message.
+    /// Receive the fd that follows a `Console` or `Seccomp` message.
     pub fn recv_fd(&mut self) -> Result<OwnedFd> {
         Ok(recv_fd(&self.0)?)
     }
@@ -277,6 +289,12 @@ impl InitEnd {
         send_fd(self.stream()?, master)
     }
 
+    /// Send `Seccomp` and the seccomp notify fd with it.
+    pub fn send_seccomp(&mut self, notify: std::os::fd::BorrowedFd<'_>) -> anyhow::Result<()> {
+        self.send(&FromInit::Seccomp)?;
+        send_fd(self.stream()?, notify)
+    }
+
     /// Receive one message; end of file is an error (the parent gave up).
     pub fn recv(&mut self) -> anyhow::Result<ToInit> {
         read_msg(self.stream()?)?.context("parent closed the init pipe")
@@ -290,8 +308,9 @@ impl InitEnd {
             ToInit::MappingsWritten => "MappingsWritten",
             ToInit::Config(_) => "Config",
             ToInit::Resume => "Resume",
-            ToInit::Run => "Run",
+            ToInit::Run { .. } => "Run",
             ToInit::Exec(_) => "Exec",
+            ToInit::SeccompDone => "SeccompDone",
         };
         if name != want {
             bail!("init pipe: expected {want}, got {name}");
@@ -370,7 +389,7 @@ mod tests {
         }
         init.send(&FromInit::Pid { pid: 42 }).unwrap();
         assert_eq!(parent.recv().unwrap(), FromInit::Pid { pid: 42 });
-        parent.send(&ToInit::Run).unwrap();
+        parent.send(&ToInit::Run { seccomp: None }).unwrap();
         assert!(init.expect("Resume").is_err());
     }
 

@@ -112,6 +112,10 @@ pub fn run(flags: &Flags, signals: SignalFd) -> anyhow::Result<()> {
     std::panic::set_hook(Box::new(|info| log::error!("panic: {info}")));
     let listener = listener(flags)?;
     reaper::use_external_reaper();
+    // Compiled seccomp filters are shared by the host's shims (one per container).
+    myshim_runtime::seccomp::set_cache_dir(
+        std::path::Path::new(crate::RUNTIME_ROOT).join("seccomp-cache"),
+    );
     let events = Events::start(flags.namespace.clone(), std::env::var("TTRPC_ADDRESS").ok())
         .context("start the event publisher")?;
     let table = Arc::new(Table::default());
