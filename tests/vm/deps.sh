@@ -28,5 +28,5 @@ if ! qemu-system-x86_64 --version >/dev/null 2>&1; then
     log "installing qemu-system-x86 from $codename-backports (private apt config $APT_CONFIG)"
     apt-get update -q
     apt-get install -y -q --no-install-recommends -t "$codename-backports" qemu-system-x86
+    qemu-system-x86_64 --version | head -n1 >&2
 fi
-qemu-system-x86_64 --version | head -n1 >&2

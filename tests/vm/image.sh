@@ -52,6 +52,15 @@ if [ "${2:-}" = --build ]; then
     chmod 0755 "$root/usr/sbin/policy-rc.d"
     echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $SUITE main" \
         >"$root/etc/apt/sources.list"
+    # a small initrd with just what mounting the root takes (virtio-blk, ext4): under TCG a
+    # generic one costs tens of seconds of boot to unpack and probe. initramfs-tools (trixie)
+    # and dracut (forky) alike; in a chroot neither can guess the guest's hardware.
+    mkdir -p "$root/etc/initramfs-tools/conf.d" "$root/usr/share/initramfs-tools/modules.d" \
+        "$root/etc/dracut.conf.d"
+    echo MODULES=list >"$root/etc/initramfs-tools/conf.d/myshim-vm.conf"
+    printf '%s\n' virtio_pci virtio_blk ext4 >"$root/usr/share/initramfs-tools/modules.d/myshim-vm"
+    printf '%s\n' 'hostonly="no"' 'drivers=" virtio_pci virtio_blk ext4 "' \
+        'filesystems=" ext4 "' >"$root/etc/dracut.conf.d/myshim-vm.conf"
     pkgs=$(packages)
     log "apt-get install $pkgs"
     in_root apt-get "${APT_OPTS[@]}" -q update
@@ -63,6 +72,10 @@ if [ "${2:-}" = --build ]; then
     echo "myshim-vm-$guest" >"$root/etc/hostname"
     printf '127.0.0.1 localhost\n127.0.1.1 myshim-vm-%s\n' "$guest" >"$root/etc/hosts"
     echo '/dev/vda / ext4 rw,errors=remount-ro 0 0' >"$root/etc/fstab"
+    # legacy PC devices of qemu's pc machine that the suite does not use: udev would load
+    # their drivers at every boot
+    printf 'blacklist %s\n' floppy ata_piix pata_acpi ata_generic i2c_piix4 psmouse pcspkr \
+        serio_raw joydev >"$root/etc/modprobe.d/myshim-vm.conf"
     mkdir -p "$root/etc/systemd/journald.conf.d"
     printf '[Journal]\nStorage=volatile\n' >"$root/etc/systemd/journald.conf.d/myshim-vm.conf"
     install -m 0755 "$vm_dir/guest/myshim-vm-boot" "$root/usr/local/sbin/myshim-vm-boot"

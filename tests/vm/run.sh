@@ -58,7 +58,7 @@ target_dir=$("$cargo" metadata --format-version 1 --no-deps |
 target_dir=$(realpath "$target_dir")
 bin_dir=$target_dir/debug
 [ -x "$bin_dir/containerd-shim-myshim-v2" ] || die "$bin_dir/containerd-shim-myshim-v2 was not built"
-test_bins=$(sed -n 's/.*"target":{"kind":\["test"\][^}]*"name":"\([^"]*\)".*"executable":"\([^"]*\)".*/\1=\2/p' <<<"$json")
+test_bins=$(sed -n 's/.*"target":{"kind":\["test"\][^}]*"name":"\([^"]*\)".*"executable":"\([^"]*\)".*/\1=\2/p' <<<"$json" | sort -u)
 [ -n "$test_bins" ] || die "no test executable in cargo's output"
 
 src=$(realpath "$repo_dir")
