@@ -120,7 +120,10 @@ virtfs+=(-virtfs "local,path=$out,mount_tag=myshim-out,security_model=none")
 
 log "booting $guest ($(tr '\n' ' ' <"$img/info"))"
 t_boot0=$(date +%s)
-qemu-system-x86_64 -nodefaults -no-user-config -no-reboot \
+# qemu dies with this script, even when it is SIGKILLed (no trap then)
+pdeath=()
+setpriv --help 2>/dev/null | grep -q -- --pdeathsig && pdeath=(setpriv --pdeathsig KILL --)
+"${pdeath[@]}" qemu-system-x86_64 -nodefaults -no-user-config -no-reboot \
     -accel tcg,thread=multi -cpu max -smp "${MYSHIM_VM_SMP:-2}" -m "${MYSHIM_VM_MEM:-4096}" \
     -display none -monitor none -serial "file:$run/console.log" -nic none \
     -kernel "$img/vmlinuz" -initrd "$img/initrd.img" -append "$append" \
