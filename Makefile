@@ -12,6 +12,9 @@
 #                     daemon may be orphaned (CI runs it after `make test`)
 #   make lint         rustfmt --check and clippy -D warnings
 #   make clean        cargo clean, and the demo's containerd dir if one is left
+#   make vm-test      the integration suites inside cgroup v2 Debian guests under qemu
+#                     (vm-test-trixie: containerd 1.7, vm-test-forky: containerd 2.1;
+#                     tests/vm/README.md); make vm-deps installs debootstrap and qemu
 #
 # Everything containerd-related runs in a private containerd (scripts/containerd.sh): its own
 # root, state and socket under a temp dir, never /run/containerd or /var/lib/containerd.
@@ -109,3 +112,27 @@ bench:
 clean:
 	-scripts/containerd.sh stop $(RUN_DIR)
 	$(CARGO) clean
+
+# Guest suites (tests/vm/): the integration tests in qemu guests with cgroup v2 only.
+# VM_TEST_ARGS is passed to every test binary (a test name filter, for instance).
+VM_GUESTS := trixie forky
+VM_TEST_ARGS ?=
+
+.PHONY: vm-deps vm-test $(VM_GUESTS:%=vm-test-%) $(VM_GUESTS:%=vm-image-%)
+
+vm-deps:
+	tests/vm/deps.sh
+
+$(VM_GUESTS:%=vm-image-%): vm-image-%:
+	tests/vm/image.sh $*
+
+$(VM_GUESTS:%=vm-test-%): vm-test-%:
+	CARGO=$(CARGO) tests/vm/run.sh $* $(VM_TEST_ARGS)
+
+# every guest, one after the other; each runs even when one before it failed
+vm-test:
+	@rc=0; \
+	for g in $(VM_GUESTS); do \
+		$(MAKE) --no-print-directory vm-test-$$g || rc=1; \
+	done; \
+	exit $$rc
