@@ -14,6 +14,7 @@
 pub mod convert;
 pub mod devices;
 mod files;
+mod limits;
 pub mod oom;
 pub mod paths;
 pub mod stats;
@@ -32,6 +33,7 @@ use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
+use cgroups_rs::Manager as _;
 use paths::{CgroupMount, CgroupsPath};
 pub use stats::Stats;
 
@@ -290,38 +292,87 @@ impl CgroupManager {
         Ok(())
     }
 
-    /// Write the spec's resource limits.
+    /// Write the spec's resource limits: cgroups-rs's `FsManager::set` writes cpuset, cpu,
+    /// memory, pids, blkio and network; [`limits`] the rest (device rules, hugetlb with its
+    /// reservation files, CFS burst and idle, v2 `unified`). What can never apply (`unified` on
+    /// v1, a bad rule or key) is refused before anything is written.
     ///
-    /// v1: memory (limit/memsw in a kernel-accepted order, soft limit, swappiness, OOM killer;
-    /// kernel memory is ignored), cpu (shares, CFS quota/period/burst, idle, rt), cpuset, pids,
-    /// blkio (weights, throttling), hugetlb, devices (`a` denied, then each rule in order;
-    /// only when `devices` is present). `unified` is refused.
-    ///
-    /// v2: memory.max/low/swap.max (swap converted from memory+swap), cpu.weight (from shares),
-    /// cpu.max, cpuset, pids.max, io.weight/io.max, hugetlb, then `unified` verbatim. Device
-    /// rules are not enforced on v2 yet (that needs an eBPF program): non-default rules are
-    /// logged as a warning and skipped.
+    /// Device rules on v2 are not enforced yet (they need an eBPF program): non-default rules
+    /// are logged as a warning.
     pub fn set(&self, resources: &LinuxResources) -> Result<()> {
-        match self.layout {
-            Layout::V1 => {
-                v1::set(&self.hierarchies, resources)?;
-                // Hybrid: hugetlb lives in the cgroup2 hierarchy; limits there need the
-                // container's processes there too.
-                if resources
-                    .hugepage_limits()
-                    .as_ref()
-                    .is_some_and(|l| !l.is_empty())
-                {
-                    for h in self.hierarchies.iter().filter(|h| h.unified) {
-                        for pid in self.pids()? {
-                            files::write(&h.dir, "cgroup.procs", &pid.to_string())?;
-                        }
-                    }
-                }
-                Ok(())
-            }
-            Layout::V2 => v2::set(self.main_dir(), resources),
+        let v2 = self.layout == Layout::V2;
+        let (rest, own) = limits::split(resources, v2)?;
+        // cgroups-rs writes at one path below every hierarchy's mount point.
+        let rel = self.path.strip_prefix("/").unwrap_or(&self.path);
+        if let Some(h) = self
+            .hierarchies
+            .iter()
+            .find(|h| h.dir != h.mountpoint.join(rel))
+        {
+            return Err(anyhow::anyhow!(
+                "cgroup {} is {} in another hierarchy (a relative cgroupsPath below different \
+                 cgroups): limits need the same path in every hierarchy, use an absolute \
+                 cgroupsPath",
+                self.path.display(),
+                h.dir.display()
+            )
+            .into());
         }
+        self.fs_manager()?.set(&rest).map_err(|e| {
+            anyhow::Error::new(e)
+                .context(format!("set the limits of cgroup {}", self.path.display()))
+        })?;
+        if v2 {
+            let dir = self.main_dir();
+            if let Some(rules) = &own.devices {
+                if !devices::only_default_rules(rules) {
+                    log::warn!(
+                        "cgroups: device rules on cgroup v2 need an eBPF program, not \
+                         implemented: device access is not restricted by the cgroup"
+                    );
+                }
+            }
+            limits::set_cpu_extras(dir, true, &own)?;
+            limits::set_hugetlb(dir, true, &own.hugetlb)?;
+            return limits::set_unified(dir, &own.unified);
+        }
+        if let Some(rules) = &own.devices {
+            limits::set_devices_v1(v1::need(&self.hierarchies, "devices")?, rules)?;
+        }
+        if own.cpu_burst.is_some() || own.cpu_idle.is_some() {
+            limits::set_cpu_extras(v1::need(&self.hierarchies, "cpu")?, false, &own)?;
+        }
+        if own.hugetlb.is_empty() {
+            return Ok(());
+        }
+        if let Some(dir) = v1::dir_of(&self.hierarchies, "hugetlb") {
+            return limits::set_hugetlb(dir, false, &own.hugetlb);
+        }
+        // Hybrid host: hugetlb may be a cgroup2 controller in the unified hierarchy.
+        let Some(h) = self.hierarchies.iter().find(|h| h.unified) else {
+            return Err(anyhow::anyhow!(
+                "the spec sets hugetlb limits but no hugetlb controller is mounted"
+            )
+            .into());
+        };
+        v2::enable_controllers(&h.mountpoint, &h.dir, Some(&["hugetlb"]))?;
+        limits::set_hugetlb(&h.dir, true, &own.hugetlb)?;
+        // Limits there need the container's processes there too.
+        for pid in self.pids()? {
+            files::write(&h.dir, "cgroup.procs", &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// cgroups-rs's manager of this cgroup (cgroupfs driver): rebuilt on use, it reads
+    /// /proc/self/cgroup and /proc/self/mountinfo and touches nothing.
+    fn fs_manager(&self) -> Result<cgroups_rs::FsManager> {
+        let base = self.path.to_string_lossy();
+        cgroups_rs::FsManager::new(base.trim_start_matches('/')).map_err(|e| {
+            anyhow::Error::new(e)
+                .context(format!("cgroups-rs: load cgroup {}", self.path.display()))
+                .into()
+        })
     }
 
     /// Every pid in the cgroup (read from the main hierarchy: v2's, or v1's pids/freezer/

@@ -1,7 +1,8 @@
 //! Hand-run sanity checks on a real cgroup v1 host (need root; `#[ignore]`d):
 //! `cargo test -p myshim-runtime --lib cgroups::root_tests -- --ignored --test-threads=1`.
-//! They use relative cgroup paths, so everything is created below the test's own cgroups, and
-//! they remove all of it again.
+//! Limits are written by cgroups-rs, which takes one path for every hierarchy: the tests that set
+//! limits use absolute paths (`/myshim-selftest-*`); the others relative ones (created below the
+//! test's own cgroups). They remove all of it again.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -88,7 +89,7 @@ fn v1_sleep_child_lifecycle() {
         return;
     }
     let rel = format!("myshim-selftest-{}/c1", std::process::id());
-    let mgr = CgroupManager::new(Some(Path::new(&rel)), "unused").unwrap();
+    let mgr = CgroupManager::new(Some(Path::new(&format!("/{rel}"))), "unused").unwrap();
     assert_eq!(mgr.layout(), Layout::V1);
     // Serialisable: the state file may hold it.
     let json = serde_json::to_string(&mgr).unwrap();
@@ -188,7 +189,7 @@ fn v1_apply_failure_leaves_nothing() {
         return;
     }
     let rel = format!("myshim-selftest-fail-{}/c1", std::process::id());
-    let mgr = CgroupManager::new(Some(Path::new(&rel)), "unused").unwrap();
+    let mgr = CgroupManager::new(Some(Path::new(&format!("/{rel}"))), "unused").unwrap();
     // A pid that does not exist: joining fails (ESRCH) after every directory was made.
     let missing = (1_000_000..i32::MAX)
         .find(|p| !Path::new(&format!("/proc/{p}")).exists())
@@ -217,7 +218,7 @@ fn v1_oom_watcher_fires_and_stats_count_the_kill() {
         return;
     }
     let rel = format!("myshim-selftest-oom-{}/c1", std::process::id());
-    let mgr = CgroupManager::new(Some(Path::new(&rel)), "unused").unwrap();
+    let mgr = CgroupManager::new(Some(Path::new(&format!("/{rel}"))), "unused").unwrap();
     // The child waits a little before it allocates without bound: time to join the cgroup.
     let mut child = Command::new("sh")
         .args(["-c", "sleep 0.3; exec tail /dev/zero"])

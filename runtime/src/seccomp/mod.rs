@@ -425,6 +425,7 @@ fn filter_flags(flags: Option<&[Flag]>) -> Result<libc::c_ulong> {
             }
             Flag::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG,
             Flag::SeccompFilterFlagSpecAllow => libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+            Flag::SeccompFilterFlagWaitKillableRecv => libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
         };
         if !flag_supported(bit) {
             return Err(Error::invalid(format!(
