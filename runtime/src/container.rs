@@ -397,6 +397,7 @@ fn create_in(
         clone_flags: plan.clone_flags,
         uid_map: namespaces::id_maps(linux.uid_mappings()),
         gid_map: namespaces::id_maps(linux.gid_mappings()),
+        cgroup2: cgroup.cgroup2_dir().map(Path::to_path_buf),
     }))?;
     let mut msg = pipe.recv()?;
     if let FromInit::UserNsReady { pid } = msg {
@@ -404,10 +405,12 @@ fn create_in(
         pipe.send(&ToInit::MappingsWritten)?;
         msg = pipe.recv()?;
     }
-    let FromInit::Pid { pid } = msg else {
+    let FromInit::Pid { pid, in_cgroup2 } = msg else {
         return Err(anyhow::anyhow!("init pipe: expected Pid, got {msg:?}").into());
     };
     undo.pid = pid;
+    // Before the init gets its config (and creates its cgroup namespace).
+    cgroup.join_cgroup2(pid, in_cgroup2)?;
     let (pid_start, _) = state::proc_start(pid).context("container init died at once")?;
     let state = State {
         id: opts.id.clone(),

@@ -11,6 +11,7 @@
 //! limits, [`convert`] and [`devices`] hold the pure conversions, [`stats`] the statistics,
 //! `files` the cgroupfs primitives.
 
+pub mod clone_into;
 pub mod convert;
 pub mod devices;
 mod files;
@@ -212,33 +213,34 @@ impl CgroupManager {
     /// Moving a process (`cgroup.procs`) makes the kernel wait for an RCU grace period (the
     /// threadgroup lock), 10-20 ms on a small host; moving only the calling thread (`0` written
     /// to v1 `tasks`) does not. The thread moves back right after the fork. Where that is not
-    /// possible (cgroup v2, a hierarchy that refuses the thread, an unknown own cgroup) this is
-    /// [`CgroupManager::apply`] on the new pid. On a hybrid host the cgroup2 hierarchy is left
-    /// alone unless hugetlb limits put the container there ([`CgroupManager::set`]).
+    /// possible (a hierarchy that refuses the thread, an unknown own cgroup) this is
+    /// [`CgroupManager::apply`] on the new pid.
+    ///
+    /// cgroup2 (the only hierarchy on v2, the unified one on a hybrid host) has no thread
+    /// moves: its directory is created here and the spawned helper forks the container's
+    /// process straight into it ([`clone_into`], with [`CgroupManager::cgroup2_dir`]); the
+    /// caller then calls [`CgroupManager::join_cgroup2`] with what the helper reports.
     pub fn spawn_inside<T>(
         &self,
         spawn: impl FnOnce() -> Result<T>,
         pid_of: impl Fn(&T) -> i32,
     ) -> Result<T> {
-        let v1: Vec<&Hierarchy> = match self.layout {
-            Layout::V1 => self.hierarchies.iter().filter(|h| !h.unified).collect(),
-            Layout::V2 => Vec::new(),
-        };
+        let v1: Vec<&Hierarchy> = self.hierarchies.iter().filter(|h| !h.unified).collect();
         let back = if v1.is_empty() {
             None
         } else {
             thread_cgroups(&v1)
-        };
-        let Some(back) = back else {
-            let t = spawn()?;
-            self.apply(pid_of(&t))?;
-            return Ok(t);
         };
         let mut created = Vec::new();
         if let Err(e) = self.create_dirs(&mut created) {
             files::remove_created(&created);
             return Err(e);
         }
+        let Some(back) = back else {
+            let t = spawn()?;
+            self.apply_v1(pid_of(&t))?;
+            return Ok(t);
+        };
         let mut entered = 0;
         let mut refused = None;
         for h in &v1 {
@@ -261,19 +263,39 @@ impl CgroupManager {
             move_back();
             log::debug!("cgroups: thread join refused ({e:#}): migrating the process");
             let t = spawn()?;
-            self.apply(pid_of(&t))?;
+            self.apply_v1(pid_of(&t))?;
             return Ok(t);
         }
         let spawned = spawn();
         move_back();
-        let t = spawned?;
-        let pid = pid_of(&t).to_string();
-        for h in self.hierarchies.iter().filter(|h| h.unified) {
-            if files::read_opt(&h.dir, "cgroup.procs")?.is_some_and(|p| !p.trim().is_empty()) {
-                files::write(&h.dir, "cgroup.procs", &pid)?;
-            }
+        spawned
+    }
+
+    /// Move `pid` into the v1 hierarchies (the slow path of [`CgroupManager::spawn_inside`]).
+    fn apply_v1(&self, pid: i32) -> Result<()> {
+        let pid = pid.to_string();
+        for h in self.hierarchies.iter().filter(|h| !h.unified) {
+            files::write(&h.dir, "cgroup.procs", &pid)?;
         }
-        Ok(t)
+        Ok(())
+    }
+
+    /// The container's cgroup2 directory (v2: its cgroup; hybrid: its cgroup in the unified
+    /// hierarchy), for the helper to fork the container's process into.
+    pub fn cgroup2_dir(&self) -> Option<&Path> {
+        self.hierarchies
+            .iter()
+            .find(|h| h.unified)
+            .map(|h| h.dir.as_path())
+    }
+
+    /// After [`CgroupManager::spawn_inside`]: the helper forked `pid`, into the cgroup2 cgroup
+    /// when `in_cgroup2` (nothing to do); else move it there now (the slow path).
+    pub fn join_cgroup2(&self, pid: i32, in_cgroup2: bool) -> Result<()> {
+        match self.cgroup2_dir() {
+            Some(dir) if !in_cgroup2 => Ok(files::write(dir, "cgroup.procs", &pid.to_string())?),
+            _ => Ok(()),
+        }
     }
 
     /// Create the cgroup's directories in every hierarchy (nothing joins them).
@@ -355,13 +377,9 @@ impl CgroupManager {
             )
             .into());
         };
+        // The container's processes are there (spawn_inside): enable the controller for them.
         v2::enable_controllers(&h.mountpoint, &h.dir, Some(&["hugetlb"]))?;
-        limits::set_hugetlb(&h.dir, true, &own.hugetlb)?;
-        // Limits there need the container's processes there too.
-        for pid in self.pids()? {
-            files::write(&h.dir, "cgroup.procs", &pid.to_string())?;
-        }
-        Ok(())
+        limits::set_hugetlb(&h.dir, true, &own.hugetlb)
     }
 
     /// cgroups-rs's manager of this cgroup (cgroupfs driver): rebuilt on use, it reads
