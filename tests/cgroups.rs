@@ -54,3 +54,64 @@ fn cgroup2_line_is_the_container_path() {
     ctr_ok(&["containers", "rm", &id]);
     assert_nothing_left(&id);
 }
+
+/// Whether systemd runs as pid 1 (the positive systemd tests need it).
+fn systemd_booted() -> bool {
+    std::path::Path::new("/run/systemd/system").is_dir()
+}
+
+/// No directory of the unit's cgroup is left in any hierarchy.
+fn assert_no_unit_cgroup(unit: &str) {
+    let pattern = format!("system.slice/{unit}");
+    for dir in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut roots: Vec<std::path::PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        roots.push(dir.into());
+        for root in roots {
+            let p = root.join(&pattern);
+            assert!(!p.exists(), "{} is left", p.display());
+        }
+    }
+}
+
+/// cgroupsPath `system.slice:myshim:<id>` selects the systemd driver: with systemd as pid 1 the
+/// container runs in the transient unit `myshim-<id>.scope` and delete removes it; without it
+/// (this development host) create fails with an error that says systemd cannot be reached,
+/// and nothing is left behind.
+#[test]
+fn systemd_cgroups_path() {
+    let id = unique_id("sdcg");
+    let _g = Guard(id.clone());
+    let unit = format!("myshim-{id}.scope");
+    let mut spec = spec_for(&id, &["sleep", "1000"]);
+    spec["linux"]["cgroupsPath"] = serde_json::json!(format!("system.slice:myshim:{id}"));
+    if !systemd_booted() {
+        let out = run_config_rm(&id, &spec);
+        assert_ne!(out.code, 0, "{out:?}");
+        assert!(
+            out.stderr.contains("systemd cgroup driver") && out.stderr.contains(&unit),
+            "stderr says the systemd unit could not be started: {out:?}"
+        );
+        assert_no_unit_cgroup(&unit);
+        assert_nothing_left(&id);
+        return;
+    }
+    let mut run = spawn_config_rm(&id, &spec);
+    let task = wait_running(&id, &mut run);
+    let line = cgroup2_line(task.pid);
+    assert!(
+        line.ends_with(&format!("/system.slice/{unit}")),
+        "the init is in the unit's cgroup: {line}"
+    );
+    ctr_ok(&["task", "kill", "-s", "SIGKILL", &id]);
+    let _ = run.wait();
+    let status = std::process::Command::new("systemctl")
+        .args(["is-active", "--quiet", &unit])
+        .status()
+        .expect("systemctl");
+    assert!(!status.success(), "{unit} is gone after delete");
+    assert_no_unit_cgroup(&unit);
+    assert_nothing_left(&id);
+}

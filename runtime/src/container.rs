@@ -64,6 +64,9 @@ pub struct CreateOptions {
     pub root: PathBuf,
     /// Standard streams of the container process.
     pub stdio: Stdio,
+    /// The systemd cgroup driver was asked for (runc's `SystemdCgroup`): the spec's
+    /// `cgroupsPath` must then be `slice:prefix:name` (such a path selects it anyway).
+    pub systemd_cgroup: bool,
 }
 
 /// A container that exists on disk.
@@ -376,7 +379,11 @@ fn create_in(
         )
         .with_context(|| format!("chown {}", fifo.display()))?;
     }
-    let cgroup = CgroupManager::new(linux.cgroups_path().as_deref(), &opts.id)?;
+    let cgroup = CgroupManager::with_driver(
+        linux.cgroups_path().as_deref(),
+        &opts.id,
+        opts.systemd_cgroup,
+    )?;
 
     // Step 0: start the first child with the init pipe at INIT_PIPE_FD.
     let (mut pipe, child_end) = sync::pair()?;

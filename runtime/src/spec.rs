@@ -105,10 +105,11 @@ pub fn validate(spec: &Spec) -> Result<()> {
         )?;
     }
     if let Some(cg) = linux.cgroups_path() {
-        if cg.to_string_lossy().contains(':') {
-            return Err(Error::invalid(format!(
-                "linux.cgroupsPath: {cg:?}: the systemd cgroup driver is not supported yet"
-            )));
+        let text = cg.to_string_lossy();
+        if text.contains(':') && !text.starts_with('/') {
+            // A systemd `slice:prefix:name` path: checked whole before anything is made.
+            crate::cgroups::systemd::parse(&text)
+                .map_err(|e| Error::invalid(format!("linux.cgroupsPath: {e}")))?;
         }
     }
     let plan = namespaces::plan(linux)?;
@@ -214,9 +215,11 @@ mod tests {
     }
 
     #[test]
-    fn systemd_cgroups_path_is_refused() {
+    fn systemd_cgroups_path_is_checked() {
         let mut j = minimal();
         j["linux"]["cgroupsPath"] = serde_json::json!("system.slice:myshim:abc");
+        validate(&spec_from(j.clone())).unwrap();
+        j["linux"]["cgroupsPath"] = serde_json::json!("nosuffix:myshim:abc");
         let err = validate(&spec_from(j)).unwrap_err().to_string();
         assert!(err.contains("linux.cgroupsPath"), "{err}");
     }

@@ -105,6 +105,7 @@ impl Service {
             bundle: bundle.clone(),
             root: self.root.clone(),
             stdio: fds,
+            systemd_cgroup: opts.systemd_cgroup,
         })
         .map_err(|e| undo_mount(errors::runtime(&e)))?;
         // The pty master (config.json's process.terminal) and the request must agree.

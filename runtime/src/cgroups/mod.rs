@@ -19,6 +19,7 @@ mod limits;
 pub mod oom;
 pub mod paths;
 pub mod stats;
+pub mod systemd;
 mod v1;
 mod v2;
 
@@ -98,6 +99,9 @@ pub struct CgroupManager {
     path: PathBuf,
     /// The container's directory in every hierarchy it joins; the main one first.
     hierarchies: Vec<Hierarchy>,
+    /// systemd driver: the container's transient unit (created and removed through systemd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    systemd: Option<systemd::Unit>,
 }
 
 impl CgroupManager {
@@ -109,7 +113,33 @@ impl CgroupManager {
     /// Touches nothing on disk: statfs of /sys/fs/cgroup, and reads /proc/self/mountinfo (v1,
     /// or v2 with a relative path) and /proc/self/cgroup (relative path) only.
     pub fn new(cgroups_path: Option<&Path>, id: &str) -> Result<Self> {
-        let spec_path = paths::parse_cgroups_path(cgroups_path, id)?;
+        Self::with_driver(cgroups_path, id, false)
+    }
+
+    /// [`CgroupManager::new`], with the systemd driver for a `slice:prefix:name` path (the
+    /// runc option `SystemdCgroup` says it must be one: `systemd_driver`). The unit's cgroup is
+    /// then used below every hierarchy as an absolute path would be.
+    pub fn with_driver(
+        cgroups_path: Option<&Path>,
+        id: &str,
+        systemd_driver: bool,
+    ) -> Result<Self> {
+        let text = cgroups_path.map(|p| p.to_string_lossy().into_owned());
+        let unit = match text.as_deref() {
+            Some(t) if systemd::is_systemd_path(t) => Some(systemd::parse(t)?),
+            _ if systemd_driver => {
+                return Err(crate::Error::invalid(format!(
+                    "the systemd cgroup driver (SystemdCgroup) needs a cgroupsPath of the form \
+                     slice:prefix:name, not {text:?}"
+                )))
+            }
+            _ => None,
+        };
+        let unit_path = unit.as_ref().map(|u| PathBuf::from(&u.path));
+        let spec_path = match &unit_path {
+            Some(p) => CgroupsPath::Absolute(p.clone()),
+            None => paths::parse_cgroups_path(cgroups_path, id)?,
+        };
         let layout = detect_layout()?;
         let relative = matches!(spec_path, CgroupsPath::Relative(_));
         let proc = if relative {
@@ -173,6 +203,7 @@ impl CgroupManager {
             layout,
             path,
             hierarchies,
+            systemd: unit,
         })
     }
 
@@ -225,6 +256,14 @@ impl CgroupManager {
         spawn: impl FnOnce() -> Result<T>,
         pid_of: impl Fn(&T) -> i32,
     ) -> Result<T> {
+        if let Some(unit) = &self.systemd {
+            // systemd moves the helper into the new unit; the other hierarchies follow.
+            let t = spawn()?;
+            let pid = pid_of(&t);
+            systemd::start(unit, pid, None)?;
+            self.apply(pid)?;
+            return Ok(t);
+        }
         let v1: Vec<&Hierarchy> = self.hierarchies.iter().filter(|h| !h.unified).collect();
         let back = if v1.is_empty() {
             None
@@ -324,6 +363,10 @@ impl CgroupManager {
     pub fn set(&self, resources: &LinuxResources) -> Result<()> {
         let v2 = self.layout == Layout::V2;
         let (rest, own) = limits::split(resources, v2)?;
+        if let Some(unit) = &self.systemd {
+            // Unit properties first (systemd would write them back over ours), as runc.
+            systemd::set(unit, resources)?;
+        }
         // cgroups-rs writes at one path below every hierarchy's mount point.
         let rel = self.path.strip_prefix("/").unwrap_or(&self.path);
         if let Some(h) = self
@@ -523,6 +566,12 @@ impl CgroupManager {
     /// the first error is returned.
     pub fn destroy(&self) -> Result<()> {
         let mut first_error = None;
+        if let Some(unit) = &self.systemd {
+            // The directories are removed below whatever systemd says.
+            if let Err(e) = systemd::stop(unit) {
+                log::warn!("cgroups: {e:#}");
+            }
+        }
         for h in &self.hierarchies {
             if let Err(e) = files::remove_tree(&h.dir) {
                 log::warn!("cgroups: {e:#}");
