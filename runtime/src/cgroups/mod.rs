@@ -11,6 +11,7 @@
 //! limits, [`convert`] and [`devices`] hold the pure conversions, [`stats`] the statistics,
 //! `files` the cgroupfs primitives.
 
+pub mod bpf;
 pub mod clone_into;
 pub mod convert;
 pub mod devices;
@@ -358,8 +359,8 @@ impl CgroupManager {
     /// reservation files, CFS burst and idle, v2 `unified`). What can never apply (`unified` on
     /// v1, a bad rule or key) is refused before anything is written.
     ///
-    /// Device rules on v2 are not enforced yet (they need an eBPF program): non-default rules
-    /// are logged as a warning.
+    /// Device rules on v2 are an eBPF program attached to the cgroup ([`bpf`]), replaced on
+    /// each call.
     pub fn set(&self, resources: &LinuxResources) -> Result<()> {
         let v2 = self.layout == Layout::V2;
         let (rest, own) = limits::split(resources, v2)?;
@@ -390,12 +391,7 @@ impl CgroupManager {
         if v2 {
             let dir = self.main_dir();
             if let Some(rules) = &own.devices {
-                if !devices::only_default_rules(rules) {
-                    log::warn!(
-                        "cgroups: device rules on cgroup v2 need an eBPF program, not \
-                         implemented: device access is not restricted by the cgroup"
-                    );
-                }
+                bpf::attach(dir, &bpf::program(rules)?)?;
             }
             limits::set_cpu_extras(dir, true, &own)?;
             limits::set_hugetlb(dir, true, &own.hugetlb)?;
