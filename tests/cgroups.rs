@@ -1,6 +1,7 @@
 //! End-to-end tests of the cgroup layer through containerd: where a container's processes are
-//! in the cgroup2 hierarchy (the unified one of a hybrid host, or the only one on v2), and the
-//! systemd cgroup driver's error when systemd is not reachable.
+//! in the cgroup2 hierarchy (the unified one of a hybrid host, or the only one on v2), device
+//! rules enforced (v1 controller or v2 eBPF program), and the systemd cgroup driver (its unit
+//! with systemd as pid 1; its error when systemd is not reachable).
 //!
 //! Run with `make integration` (a private containerd; see tests/common).
 
@@ -113,5 +114,30 @@ fn systemd_cgroups_path() {
         .expect("systemctl");
     assert!(!status.success(), "{unit} is gone after delete");
     assert_no_unit_cgroup(&unit);
+    assert_nothing_left(&id);
+}
+
+/// Device rules are enforced (v1 devices controller here, the eBPF program on cgroup v2): the
+/// container may mknod a block device (containerd's default `b *:* m`) but not open it, while
+/// /dev/zero, on the default list, opens.
+#[test]
+fn device_rules_deny_a_node_made_with_mknod() {
+    let id = unique_id("devrules");
+    let _g = Guard(id.clone());
+    let out = run_rm(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "mknod /dev/myshim-loop b 7 0 && echo made; head -c 1 /dev/myshim-loop; \
+             echo open=$?; head -c 3 /dev/zero | wc -c",
+        ],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, "made\nopen=1\n3\n", "{out:?}");
+    assert!(
+        out.stderr.contains("Operation not permitted"),
+        "the open is refused by the cgroup: {out:?}"
+    );
     assert_nothing_left(&id);
 }
