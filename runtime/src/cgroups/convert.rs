@@ -1,7 +1,18 @@
 //! Pure conversions from OCI resource values to the cgroupfs file names and values that
-//! [`super::limits`] writes itself (hugetlb, the `unified` map). No file system access here.
+//! [`super::limits`] writes itself (hugetlb, blkio weights, the `unified` map). No file system
+//! access here.
 
 use crate::{Error, Result};
+
+/// cgroup v1 `blkio.weight` (10..=1000) → cgroup v2 `io.weight` (1..=10000), runc's formula.
+/// `0` (unset) gives `0` (unset); out-of-range weights are clamped first.
+pub fn blkio_weight_to_io_weight(weight: u16) -> u64 {
+    if weight == 0 {
+        return 0;
+    }
+    let weight = u64::from(weight.clamp(10, 1000));
+    1 + (weight - 10) * 9999 / 990
+}
 
 /// Check a hugepage size from the spec (`2MB`, `1GB`, `64KB`): digits then `KB`, `MB` or `GB`,
 /// as the kernel names its hugetlb files. Anything else (it becomes part of a file name) is
@@ -73,6 +84,16 @@ pub fn check_unified_key(key: &str) -> Result<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blkio_weight_conversion() {
+        assert_eq!(blkio_weight_to_io_weight(0), 0);
+        assert_eq!(blkio_weight_to_io_weight(10), 1);
+        assert_eq!(blkio_weight_to_io_weight(1000), 10_000);
+        assert_eq!(blkio_weight_to_io_weight(500), 1 + 490 * 9999 / 990);
+        assert_eq!(blkio_weight_to_io_weight(5), 1); // clamped
+        assert_eq!(blkio_weight_to_io_weight(u16::MAX), 10_000);
+    }
 
     #[test]
     fn hugetlb_limit_values() {

@@ -3,15 +3,15 @@
 //! this module splits the spec into that part and the part it lacks or gets wrong, which is
 //! written here: device rules (its v1 writer turns the `*` wildcards into `0`, and v2 needs an
 //! eBPF program, [`super::bpf`]), hugetlb (the crate ignores the `rsvd` files and cannot see the
-//! cgroup2 hierarchy of a hybrid host), `cpu.cfs_burst_us`/`cpu.max.burst` and `cpu.idle`, and
-//! the v2 `unified` map.
+//! cgroup2 hierarchy of a hybrid host), blkio weights (the crate knows only CFQ's
+//! `blkio.weight` on v1 and BFQ's `io.bfq.weight` on v2; the kernel has the other one, or
+//! `io.weight`, depending on the scheduler), `cpu.cfs_burst_us`/`cpu.max.burst` and
+//! `cpu.idle`, and the v2 `unified` map.
 
 use std::path::Path;
 
 use anyhow::Context;
-use oci_spec::runtime::{
-    LinuxDeviceCgroup, LinuxHugepageLimit, LinuxResources, LinuxWeightDeviceBuilder,
-};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxHugepageLimit, LinuxResources};
 
 use super::{convert, devices, files};
 use crate::{Error, Result};
@@ -27,6 +27,10 @@ pub struct Own {
     pub cpu_burst: Option<u64>,
     /// `cpu.idle`.
     pub cpu_idle: Option<i64>,
+    /// blkio weight (not 0).
+    pub weight: Option<u16>,
+    /// Per-device blkio weights (major, minor, weight).
+    pub weight_devices: Vec<(i64, i64, u16)>,
     /// The `unified` map, sorted by key (v2 only).
     pub unified: Vec<(String, String)>,
 }
@@ -65,6 +69,19 @@ pub fn split(r: &LinuxResources, v2: bool) -> Result<(LinuxResources, Own)> {
         hugetlb: rest.hugepage_limits_mut().take().unwrap_or_default(),
         cpu_burst: rest.cpu().as_ref().and_then(|c| c.burst()),
         cpu_idle: rest.cpu().as_ref().and_then(|c| c.idle()),
+        weight: rest
+            .block_io()
+            .as_ref()
+            .and_then(|b| b.weight())
+            .filter(|w| *w != 0),
+        weight_devices: rest
+            .block_io()
+            .as_ref()
+            .and_then(|b| b.weight_device().clone())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|w| Some((w.major(), w.minor(), w.weight().filter(|w| *w != 0)?)))
+            .collect(),
         unified,
     };
     rest.set_unified(None);
@@ -82,23 +99,10 @@ pub fn split(r: &LinuxResources, v2: bool) -> Result<(LinuxResources, Own)> {
             log::warn!(
                 "cgroups: blkio leafWeight is a CFQ setting (gone since Linux 5.0); ignored"
             );
-            b.set_leaf_weight(None);
-            if let Some(list) = b.weight_device() {
-                let list = list
-                    .iter()
-                    .filter_map(|w| {
-                        let mut b = LinuxWeightDeviceBuilder::default()
-                            .major(w.major())
-                            .minor(w.minor());
-                        if let Some(weight) = w.weight() {
-                            b = b.weight(weight);
-                        }
-                        b.build().ok()
-                    })
-                    .collect();
-                b.set_weight_device(Some(list));
-            }
         }
+        b.set_weight(None);
+        b.set_leaf_weight(None);
+        b.set_weight_device(None);
     }
     if v2 {
         if rest.network().is_some() {
@@ -151,6 +155,36 @@ pub fn set_hugetlb(dir: &Path, v2: bool, limits: &[LinuxHugepageLimit]) -> Resul
         if dir.join(&rsvd).exists() {
             files::write(dir, &rsvd, &value)?;
         }
+    }
+    Ok(())
+}
+
+/// blkio weights in the file the kernel has: v1 `blkio.weight` (CFQ) or `blkio.bfq.weight`;
+/// v2 `io.bfq.weight` (BFQ: the v1 scale) or `io.weight` (converted).
+pub fn set_weights(dir: &Path, v2: bool, own: &Own) -> Result<()> {
+    if own.weight.is_none() && own.weight_devices.is_empty() {
+        return Ok(());
+    }
+    let (file, device_file, convert) = match v2 {
+        false if dir.join("blkio.weight").exists() => {
+            ("blkio.weight", "blkio.weight_device", false)
+        }
+        false => ("blkio.bfq.weight", "blkio.bfq.weight_device", false),
+        true if dir.join("io.bfq.weight").exists() => ("io.bfq.weight", "io.bfq.weight", false),
+        true => ("io.weight", "io.weight", true),
+    };
+    let value = |w: u16| {
+        if convert {
+            convert::blkio_weight_to_io_weight(w)
+        } else {
+            u64::from(w)
+        }
+    };
+    if let Some(w) = own.weight {
+        files::write(dir, file, &value(w).to_string())?;
+    }
+    for (major, minor, w) in &own.weight_devices {
+        files::write(dir, device_file, &format!("{major}:{minor} {}", value(*w)))?;
     }
     Ok(())
 }
@@ -239,7 +273,8 @@ mod tests {
             (Some(512), None, None)
         );
         let b = rest.block_io().as_ref().unwrap();
-        assert_eq!((b.weight(), b.leaf_weight()), (Some(100), None));
+        assert_eq!((b.weight(), b.leaf_weight()), (None, None));
+        assert_eq!(own.weight, Some(100));
         // v1: swap stays unset.
         assert_eq!(rest.memory().as_ref().unwrap().swap(), None);
         assert_eq!(own.devices.as_ref().map(Vec::len), Some(1));

@@ -394,11 +394,15 @@ impl CgroupManager {
                 bpf::attach(dir, &bpf::program(rules)?)?;
             }
             limits::set_cpu_extras(dir, true, &own)?;
+            limits::set_weights(dir, true, &own)?;
             limits::set_hugetlb(dir, true, &own.hugetlb)?;
             return limits::set_unified(dir, &own.unified);
         }
         if let Some(rules) = &own.devices {
             limits::set_devices_v1(v1::need(&self.hierarchies, "devices")?, rules)?;
+        }
+        if own.weight.is_some() || !own.weight_devices.is_empty() {
+            limits::set_weights(v1::need(&self.hierarchies, "blkio")?, false, &own)?;
         }
         if own.cpu_burst.is_some() || own.cpu_idle.is_some() {
             limits::set_cpu_extras(v1::need(&self.hierarchies, "cpu")?, false, &own)?;
