@@ -27,6 +27,7 @@ fn main() {
         bundle: PathBuf::from(&args[1]),
         root: PathBuf::from("/run/myshim-dev"),
         stdio: Stdio::default_inherit(),
+        systemd_cgroup: false,
     };
     let mut c = match Container::create(opts) {
         Ok(c) => c,

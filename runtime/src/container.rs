@@ -64,6 +64,9 @@ pub struct CreateOptions {
     pub root: PathBuf,
     /// Standard streams of the container process.
     pub stdio: Stdio,
+    /// The systemd cgroup driver was asked for (runc's `SystemdCgroup`): the spec's
+    /// `cgroupsPath` must then be `slice:prefix:name` (such a path selects it anyway).
+    pub systemd_cgroup: bool,
 }
 
 /// A container that exists on disk.
@@ -94,7 +97,11 @@ impl Container {
             .linux()
             .as_ref()
             .ok_or_else(|| Error::invalid("linux: missing"))?;
-        let cgroup = CgroupManager::new(linux.cgroups_path().as_deref(), &opts.id)?;
+        let cgroup = CgroupManager::with_driver(
+            linux.cgroups_path().as_deref(),
+            &opts.id,
+            opts.systemd_cgroup,
+        )?;
         validate::cgroup_unused(&cgroup)?;
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -409,6 +416,7 @@ fn create_in(
         clone_flags: plan.clone_flags,
         uid_map: namespaces::id_maps(linux.uid_mappings()),
         gid_map: namespaces::id_maps(linux.gid_mappings()),
+        cgroup2: cgroup.cgroup2_dir().map(Path::to_path_buf),
     }))?;
     let mut msg = pipe.recv()?;
     if let FromInit::UserNsReady { pid } = msg {
@@ -416,10 +424,12 @@ fn create_in(
         pipe.send(&ToInit::MappingsWritten)?;
         msg = pipe.recv()?;
     }
-    let FromInit::Pid { pid } = msg else {
+    let FromInit::Pid { pid, in_cgroup2 } = msg else {
         return Err(anyhow::anyhow!("init pipe: expected Pid, got {msg:?}").into());
     };
     undo.pid = pid;
+    // Before the init gets its config (and creates its cgroup namespace).
+    cgroup.join_cgroup2(pid, in_cgroup2)?;
     let (pid_start, _) = state::proc_start(pid).context("container init died at once")?;
     let state = State {
         id: opts.id.clone(),

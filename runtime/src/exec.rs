@@ -64,11 +64,17 @@ impl Container {
             clone_flags: 0,
             uid_map: vec![],
             gid_map: vec![],
+            cgroup2: self
+                .state
+                .cgroup
+                .cgroup2_dir()
+                .map(std::path::Path::to_path_buf),
         }))?;
-        let FromInit::Pid { pid } = pipe.recv()? else {
+        let FromInit::Pid { pid, in_cgroup2 } = pipe.recv()? else {
             return Err(anyhow::anyhow!("init pipe: expected Pid").into());
         };
         undo.0 = pid;
+        self.state.cgroup.join_cgroup2(pid, in_cgroup2)?;
         if let Some(adj) = opts.process.oom_score_adj() {
             security::set_oom_score_adj(pid, adj)?;
         }

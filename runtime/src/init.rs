@@ -10,7 +10,7 @@
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 
@@ -90,6 +90,17 @@ fn first_child(pipe: &mut InitEnd) -> anyhow::Result<Infallible> {
     let ToInit::Bootstrap(boot) = pipe.expect("Bootstrap")? else {
         unreachable!("expect checked the variant")
     };
+    // Opened in the shim's mount namespace, before any is joined.
+    let cgroup2 = match &boot.cgroup2 {
+        Some(dir) => Some(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                .open(dir)
+                .with_context(|| format!("open cgroup {}", dir.display()))?,
+        ),
+        None => None,
+    };
     namespaces::join(&boot.join)?;
     if boot.clone_flags & libc::CLONE_NEWUSER != 0 {
         namespaces::unshare(libc::CLONE_NEWUSER)?;
@@ -104,18 +115,40 @@ fn first_child(pipe: &mut InitEnd) -> anyhow::Result<Infallible> {
     }
     // The cgroup namespace is created by the init once it is in its cgroup (step 5).
     namespaces::unshare(boot.clone_flags & !(libc::CLONE_NEWUSER | libc::CLONE_NEWCGROUP))?;
-    // SAFETY: this process is single-threaded (the re-executed init starts no threads), so the
-    // child may run arbitrary code after fork.
-    match unsafe { nix::unistd::fork() }.context("fork the container init")? {
-        ForkResult::Parent { child } => {
-            pipe.send(&FromInit::Pid {
-                pid: child.as_raw(),
-            })?;
-            // SAFETY: _exit ends this process at once; nothing needs flushing.
-            unsafe { libc::_exit(0) }
+    let new_cgroupns = boot.clone_flags & libc::CLONE_NEWCGROUP != 0;
+    // Born in the container's cgroup2 cgroup when the kernel lets us (no migration, see
+    // cgroups::clone_into); else a plain fork and the shim moves the process.
+    let mut in_cgroup2 = false;
+    let mut forked = None;
+    if let Some(dir) = &cgroup2 {
+        // SAFETY: this process is single-threaded (the re-executed init starts no threads), so
+        // the child may run arbitrary code after the fork.
+        match unsafe { crate::cgroups::clone_into::fork_into(dir.as_fd()) } {
+            Ok(pid) => {
+                in_cgroup2 = true;
+                forked = Some(pid);
+            }
+            Err(e) => log::debug!("clone3 into {:?}: {e}; forking plainly", boot.cgroup2),
         }
-        ForkResult::Child => container_init(pipe, boot.clone_flags & libc::CLONE_NEWCGROUP != 0),
     }
+    let child = match forked {
+        Some(pid) => pid,
+        // SAFETY: as above.
+        None => match unsafe { nix::unistd::fork() }.context("fork the container init")? {
+            ForkResult::Parent { child } => child.as_raw(),
+            ForkResult::Child => 0,
+        },
+    };
+    if child == 0 {
+        drop(cgroup2);
+        return container_init(pipe, new_cgroupns);
+    }
+    pipe.send(&FromInit::Pid {
+        pid: child,
+        in_cgroup2,
+    })?;
+    // SAFETY: _exit ends this process at once; nothing needs flushing.
+    unsafe { libc::_exit(0) }
 }
 
 /// After the fork: a container's init (`Config`) or an exec'd process (`Exec`).

@@ -129,9 +129,11 @@ mod tests {
     }
 
     #[test]
-    fn systemd_cgroups_path_is_refused() {
+    fn systemd_cgroups_path_is_checked() {
         let mut j = minimal();
         j["linux"]["cgroupsPath"] = serde_json::json!("system.slice:myshim:abc");
+        validate(&spec_from(j.clone())).unwrap();
+        j["linux"]["cgroupsPath"] = serde_json::json!("nosuffix:myshim:abc");
         let err = validate(&spec_from(j)).unwrap_err().to_string();
         assert!(err.contains("linux.cgroupsPath"), "{err}");
     }

@@ -84,6 +84,10 @@ pub struct Bootstrap {
     pub uid_map: Vec<IdMap>,
     /// gid map of a new user namespace
     pub gid_map: Vec<IdMap>,
+    /// The cgroup2 cgroup to fork the process into (`clone3(CLONE_INTO_CGROUP)`): opened before
+    /// any namespace is joined.
+    #[serde(default)]
+    pub cgroup2: Option<PathBuf>,
 }
 
 /// What the init needs to build the container (step 5).
@@ -146,6 +150,9 @@ pub enum FromInit {
     Pid {
         /// host pid
         pid: i32,
+        /// Born in `Bootstrap::cgroup2` (else the parent moves it there).
+        #[serde(default)]
+        in_cgroup2: bool,
     },
     /// step 6
     Hooks,
@@ -375,6 +382,7 @@ mod tests {
                 path: "/proc/1/ns/net".into(),
             }],
             clone_flags: libc::CLONE_NEWPID | libc::CLONE_NEWNS,
+            cgroup2: Some(PathBuf::from("/sys/fs/cgroup/ns/c1")),
             uid_map: vec![],
             gid_map: vec![IdMap {
                 container_id: 0,
@@ -387,8 +395,12 @@ mod tests {
             ToInit::Bootstrap(b) => assert_eq!(b, boot),
             other => panic!("unexpected {other:?}"),
         }
-        init.send(&FromInit::Pid { pid: 42 }).unwrap();
-        assert_eq!(parent.recv().unwrap(), FromInit::Pid { pid: 42 });
+        let pid = FromInit::Pid {
+            pid: 42,
+            in_cgroup2: true,
+        };
+        init.send(&pid).unwrap();
+        assert_eq!(parent.recv().unwrap(), pid);
         parent.send(&ToInit::Run { seccomp: None }).unwrap();
         assert!(init.expect("Resume").is_err());
     }

@@ -585,17 +585,18 @@ fn rootfs_propagation(spec: &Spec) -> Result<()> {
     rootfs::rootfs_propagation(spec).map(|_| ())
 }
 
-/// cgroupsPath (no systemd driver; not a root) and resources the host cannot take.
+/// cgroupsPath (a path that is not a root, or systemd's `slice:prefix:name`) and resources the
+/// host cannot take.
 fn cgroups(spec: &Spec) -> Result<()> {
     let linux = linux(spec)?;
     if let Some(cg) = linux.cgroups_path() {
-        if cg.to_string_lossy().contains(':') {
-            return Err(Error::invalid(format!(
-                "linux.cgroupsPath: {cg:?}: the systemd cgroup driver is not supported yet"
-            )));
+        let text = cg.to_string_lossy();
+        if text.contains(':') && !text.starts_with('/') {
+            crate::cgroups::systemd::parse(&text).map_err(|e| in_field("linux.cgroupsPath", e))?;
+        } else {
+            crate::cgroups::paths::parse_cgroups_path(Some(cg), "-")
+                .map_err(|e| in_field("linux.cgroupsPath", e))?;
         }
-        crate::cgroups::paths::parse_cgroups_path(Some(cg), "-")
-            .map_err(|e| in_field("linux.cgroupsPath", e))?;
     }
     let Some(res) = linux.resources() else {
         return Ok(());

@@ -60,16 +60,10 @@ pub fn is_known_type(type_url: &str) -> bool {
     )
 }
 
-/// Decode `req.options` for a task; absent or empty options give the defaults. Settings this
-/// shim cannot honour are refused.
+/// Decode `req.options` for a task; absent or empty options give the defaults. Every setting
+/// read is honoured (`SystemdCgroup` selects the systemd cgroup driver).
 pub fn decode(any: Option<&Any>) -> Result<TaskOptions, OptionsError> {
-    let opts = parse(any)?;
-    if opts.systemd_cgroup {
-        return Err(OptionsError::Unsupported(
-            "systemd cgroup driver is not supported yet".into(),
-        ));
-    }
-    Ok(opts)
+    parse(any)
 }
 
 /// Decode the options as they are, without judging them (the `start` action reads
@@ -206,16 +200,13 @@ mod tests {
     }
 
     #[test]
-    fn runc_options_refuse_systemd_cgroup() {
+    fn runc_options_take_systemd_cgroup() {
         let opts = RuncOptions {
             systemd_cgroup: true,
             ..Default::default()
         };
-        let err = decode(Some(&any(RUNC_OPTIONS, opts.write_to_bytes().unwrap()))).unwrap_err();
-        assert_eq!(
-            err,
-            OptionsError::Unsupported("systemd cgroup driver is not supported yet".into())
-        );
+        let got = decode(Some(&any(RUNC_OPTIONS, opts.write_to_bytes().unwrap()))).unwrap();
+        assert!(got.systemd_cgroup);
     }
 
     #[test]

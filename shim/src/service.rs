@@ -111,6 +111,7 @@ impl Service {
                 bundle: bundle.clone(),
                 root: self.root.clone(),
                 stdio: fds,
+                systemd_cgroup: opts.systemd_cgroup,
             },
             spec,
         )

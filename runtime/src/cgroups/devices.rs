@@ -1,6 +1,6 @@
-//! Device cgroup rules: the v1 `devices.allow`/`devices.deny` lines built from the spec's rules,
-//! the list of devices every container may use, and the test for "only the default rules" that
-//! decides whether cgroup v2 (no eBPF program yet) has to warn. Pure functions.
+//! Device cgroup rules: the v1 `devices.allow`/`devices.deny` lines built from the spec's rules
+//! (v2 compiles the same rules to eBPF, [`super::bpf`]) and the list of devices every container
+//! may use. Pure functions.
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 
@@ -86,35 +86,6 @@ pub fn default_allowed() -> Vec<LinuxDeviceCgroup> {
     ]
 }
 
-/// Whether `rule` denies every device (`a`, or no type, with wildcard numbers).
-pub fn is_deny_all(rule: &LinuxDeviceCgroup) -> bool {
-    !rule.allow()
-        && matches!(rule.typ(), None | Some(LinuxDeviceType::A))
-        && number(rule.major()) == "*"
-        && number(rule.minor()) == "*"
-}
-
-/// Whether `rules` only hold the usual deny-all and [`default_allowed`] rules (what containerd
-/// and the runtime add by themselves). On cgroup v2 those are not enforced without an eBPF
-/// program, which is quietly accepted; anything else deserves a warning.
-pub fn only_default_rules(rules: &[LinuxDeviceCgroup]) -> bool {
-    let defaults = default_allowed();
-    rules.iter().all(|r| {
-        is_deny_all(r)
-            || defaults.iter().any(|d| {
-                d.allow() == r.allow()
-                    && d.typ() == r.typ()
-                    && number(d.major()) == number(r.major())
-                    && number(d.minor()) == number(r.minor())
-                    && r.access()
-                        .as_deref()
-                        .unwrap_or("")
-                        .chars()
-                        .all(|c| d.access().as_deref().unwrap_or("").contains(c))
-            })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,49 +144,6 @@ mod tests {
             v1_rule(&rule(true, Some(C), Some(1), Some(3), Some("rwx"))),
             Err(Error::InvalidConfig(_))
         ));
-    }
-
-    #[test]
-    fn default_rules_detection() {
-        use LinuxDeviceType::*;
-        let deny_all = rule(false, None, None, None, Some("rwm"));
-        assert!(is_deny_all(&deny_all));
-        assert!(is_deny_all(&rule(false, Some(A), Some(-1), None, None)));
-        assert!(!is_deny_all(&rule(true, Some(A), None, None, Some("rwm"))));
-        assert!(!is_deny_all(&rule(false, Some(C), None, None, Some("rwm"))));
-
-        assert!(only_default_rules(&[]));
-        assert!(only_default_rules(std::slice::from_ref(&deny_all)));
-        let mut all = vec![deny_all.clone()];
-        all.extend(default_allowed());
-        assert!(only_default_rules(&all));
-        // a subset of the default access is still default
-        assert!(only_default_rules(&[rule(
-            true,
-            Some(C),
-            Some(1),
-            Some(3),
-            Some("rw")
-        )]));
-        // anything else is not
-        assert!(!only_default_rules(&[
-            deny_all.clone(),
-            rule(true, Some(C), Some(10), Some(200), Some("rwm"))
-        ]));
-        assert!(!only_default_rules(&[rule(
-            true,
-            Some(A),
-            None,
-            None,
-            Some("rwm")
-        )]));
-        assert!(!only_default_rules(&[rule(
-            false,
-            Some(C),
-            Some(1),
-            Some(3),
-            Some("rwm")
-        )]));
     }
 
     #[test]

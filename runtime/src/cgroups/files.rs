@@ -38,20 +38,6 @@ pub fn read_opt(dir: &Path, file: &str) -> Result<Option<String>> {
     }
 }
 
-/// Read `dir/file` as one unsigned number.
-pub fn read_u64(dir: &Path, file: &str) -> Result<u64> {
-    let text = read(dir, file)?;
-    text.trim()
-        .parse()
-        .with_context(|| format!("parse {:?} from {}", text.trim(), dir.join(file).display()))
-}
-
-/// The OS error number behind an error made by this module, if any.
-pub fn errno(err: &anyhow::Error) -> Option<i32> {
-    err.downcast_ref::<std::io::Error>()
-        .and_then(std::io::Error::raw_os_error)
-}
-
 /// Whether an error made by this module is "no such file or directory".
 pub fn is_not_found(err: &anyhow::Error) -> bool {
     err.downcast_ref::<std::io::Error>()

@@ -11,12 +11,16 @@
 //! limits, [`convert`] and [`devices`] hold the pure conversions, [`stats`] the statistics,
 //! `files` the cgroupfs primitives.
 
+pub mod bpf;
+pub mod clone_into;
 pub mod convert;
 pub mod devices;
 mod files;
+mod limits;
 pub mod oom;
 pub mod paths;
 pub mod stats;
+pub mod systemd;
 mod v1;
 mod v2;
 
@@ -32,6 +36,7 @@ use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
+use cgroups_rs::Manager as _;
 use paths::{CgroupMount, CgroupsPath};
 pub use stats::Stats;
 
@@ -95,6 +100,9 @@ pub struct CgroupManager {
     path: PathBuf,
     /// The container's directory in every hierarchy it joins; the main one first.
     hierarchies: Vec<Hierarchy>,
+    /// systemd driver: the container's transient unit (created and removed through systemd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    systemd: Option<systemd::Unit>,
 }
 
 impl CgroupManager {
@@ -106,7 +114,33 @@ impl CgroupManager {
     /// Touches nothing on disk: statfs of /sys/fs/cgroup, and reads /proc/self/mountinfo (v1,
     /// or v2 with a relative path) and /proc/self/cgroup (relative path) only.
     pub fn new(cgroups_path: Option<&Path>, id: &str) -> Result<Self> {
-        let spec_path = paths::parse_cgroups_path(cgroups_path, id)?;
+        Self::with_driver(cgroups_path, id, false)
+    }
+
+    /// [`CgroupManager::new`], with the systemd driver for a `slice:prefix:name` path (the
+    /// runc option `SystemdCgroup` says it must be one: `systemd_driver`). The unit's cgroup is
+    /// then used below every hierarchy as an absolute path would be.
+    pub fn with_driver(
+        cgroups_path: Option<&Path>,
+        id: &str,
+        systemd_driver: bool,
+    ) -> Result<Self> {
+        let text = cgroups_path.map(|p| p.to_string_lossy().into_owned());
+        let unit = match text.as_deref() {
+            Some(t) if systemd::is_systemd_path(t) => Some(systemd::parse(t)?),
+            _ if systemd_driver => {
+                return Err(crate::Error::invalid(format!(
+                    "the systemd cgroup driver (SystemdCgroup) needs a cgroupsPath of the form \
+                     slice:prefix:name, not {text:?}"
+                )))
+            }
+            _ => None,
+        };
+        let unit_path = unit.as_ref().map(|u| PathBuf::from(&u.path));
+        let spec_path = match &unit_path {
+            Some(p) => CgroupsPath::Absolute(p.clone()),
+            None => paths::parse_cgroups_path(cgroups_path, id)?,
+        };
         let layout = detect_layout()?;
         let relative = matches!(spec_path, CgroupsPath::Relative(_));
         let proc = if relative {
@@ -170,6 +204,7 @@ impl CgroupManager {
             layout,
             path,
             hierarchies,
+            systemd: unit,
         })
     }
 
@@ -210,33 +245,42 @@ impl CgroupManager {
     /// Moving a process (`cgroup.procs`) makes the kernel wait for an RCU grace period (the
     /// threadgroup lock), 10-20 ms on a small host; moving only the calling thread (`0` written
     /// to v1 `tasks`) does not. The thread moves back right after the fork. Where that is not
-    /// possible (cgroup v2, a hierarchy that refuses the thread, an unknown own cgroup) this is
-    /// [`CgroupManager::apply`] on the new pid. On a hybrid host the cgroup2 hierarchy is left
-    /// alone unless hugetlb limits put the container there ([`CgroupManager::set`]).
+    /// possible (a hierarchy that refuses the thread, an unknown own cgroup) this is
+    /// [`CgroupManager::apply`] on the new pid.
+    ///
+    /// cgroup2 (the only hierarchy on v2, the unified one on a hybrid host) has no thread
+    /// moves: its directory is created here and the spawned helper forks the container's
+    /// process straight into it ([`clone_into`], with [`CgroupManager::cgroup2_dir`]); the
+    /// caller then calls [`CgroupManager::join_cgroup2`] with what the helper reports.
     pub fn spawn_inside<T>(
         &self,
         spawn: impl FnOnce() -> Result<T>,
         pid_of: impl Fn(&T) -> i32,
     ) -> Result<T> {
-        let v1: Vec<&Hierarchy> = match self.layout {
-            Layout::V1 => self.hierarchies.iter().filter(|h| !h.unified).collect(),
-            Layout::V2 => Vec::new(),
-        };
+        if let Some(unit) = &self.systemd {
+            // systemd moves the helper into the new unit; the other hierarchies follow.
+            let t = spawn()?;
+            let pid = pid_of(&t);
+            systemd::start(unit, pid, None)?;
+            self.apply(pid)?;
+            return Ok(t);
+        }
+        let v1: Vec<&Hierarchy> = self.hierarchies.iter().filter(|h| !h.unified).collect();
         let back = if v1.is_empty() {
             None
         } else {
             thread_cgroups(&v1)
-        };
-        let Some(back) = back else {
-            let t = spawn()?;
-            self.apply(pid_of(&t))?;
-            return Ok(t);
         };
         let mut created = Vec::new();
         if let Err(e) = self.create_dirs(&mut created) {
             files::remove_created(&created);
             return Err(e);
         }
+        let Some(back) = back else {
+            let t = spawn()?;
+            self.apply_v1(pid_of(&t))?;
+            return Ok(t);
+        };
         let mut entered = 0;
         let mut refused = None;
         for h in &v1 {
@@ -259,19 +303,39 @@ impl CgroupManager {
             move_back();
             log::debug!("cgroups: thread join refused ({e:#}): migrating the process");
             let t = spawn()?;
-            self.apply(pid_of(&t))?;
+            self.apply_v1(pid_of(&t))?;
             return Ok(t);
         }
         let spawned = spawn();
         move_back();
-        let t = spawned?;
-        let pid = pid_of(&t).to_string();
-        for h in self.hierarchies.iter().filter(|h| h.unified) {
-            if files::read_opt(&h.dir, "cgroup.procs")?.is_some_and(|p| !p.trim().is_empty()) {
-                files::write(&h.dir, "cgroup.procs", &pid)?;
-            }
+        spawned
+    }
+
+    /// Move `pid` into the v1 hierarchies (the slow path of [`CgroupManager::spawn_inside`]).
+    fn apply_v1(&self, pid: i32) -> Result<()> {
+        let pid = pid.to_string();
+        for h in self.hierarchies.iter().filter(|h| !h.unified) {
+            files::write(&h.dir, "cgroup.procs", &pid)?;
         }
-        Ok(t)
+        Ok(())
+    }
+
+    /// The container's cgroup2 directory (v2: its cgroup; hybrid: its cgroup in the unified
+    /// hierarchy), for the helper to fork the container's process into.
+    pub fn cgroup2_dir(&self) -> Option<&Path> {
+        self.hierarchies
+            .iter()
+            .find(|h| h.unified)
+            .map(|h| h.dir.as_path())
+    }
+
+    /// After [`CgroupManager::spawn_inside`]: the helper forked `pid`, into the cgroup2 cgroup
+    /// when `in_cgroup2` (nothing to do); else move it there now (the slow path).
+    pub fn join_cgroup2(&self, pid: i32, in_cgroup2: bool) -> Result<()> {
+        match self.cgroup2_dir() {
+            Some(dir) if !in_cgroup2 => Ok(files::write(dir, "cgroup.procs", &pid.to_string())?),
+            _ => Ok(()),
+        }
     }
 
     /// Create the cgroup's directories in every hierarchy (nothing joins them).
@@ -290,38 +354,86 @@ impl CgroupManager {
         Ok(())
     }
 
-    /// Write the spec's resource limits.
+    /// Write the spec's resource limits: cgroups-rs's `FsManager::set` writes cpuset, cpu,
+    /// memory, pids, blkio and network; [`limits`] the rest (device rules, hugetlb with its
+    /// reservation files, CFS burst and idle, v2 `unified`). What can never apply (`unified` on
+    /// v1, a bad rule or key) is refused before anything is written.
     ///
-    /// v1: memory (limit/memsw in a kernel-accepted order, soft limit, swappiness, OOM killer;
-    /// kernel memory is ignored), cpu (shares, CFS quota/period/burst, idle, rt), cpuset, pids,
-    /// blkio (weights, throttling), hugetlb, devices (`a` denied, then each rule in order;
-    /// only when `devices` is present). `unified` is refused.
-    ///
-    /// v2: memory.max/low/swap.max (swap converted from memory+swap), cpu.weight (from shares),
-    /// cpu.max, cpuset, pids.max, io.weight/io.max, hugetlb, then `unified` verbatim. Device
-    /// rules are not enforced on v2 yet (that needs an eBPF program): non-default rules are
-    /// logged as a warning and skipped.
+    /// Device rules on v2 are an eBPF program attached to the cgroup ([`bpf`]), replaced on
+    /// each call.
     pub fn set(&self, resources: &LinuxResources) -> Result<()> {
-        match self.layout {
-            Layout::V1 => {
-                v1::set(&self.hierarchies, resources)?;
-                // Hybrid: hugetlb lives in the cgroup2 hierarchy; limits there need the
-                // container's processes there too.
-                if resources
-                    .hugepage_limits()
-                    .as_ref()
-                    .is_some_and(|l| !l.is_empty())
-                {
-                    for h in self.hierarchies.iter().filter(|h| h.unified) {
-                        for pid in self.pids()? {
-                            files::write(&h.dir, "cgroup.procs", &pid.to_string())?;
-                        }
-                    }
-                }
-                Ok(())
-            }
-            Layout::V2 => v2::set(self.main_dir(), resources),
+        let v2 = self.layout == Layout::V2;
+        let (rest, own) = limits::split(resources, v2)?;
+        if let Some(unit) = &self.systemd {
+            // Unit properties first (systemd would write them back over ours), as runc.
+            systemd::set(unit, resources)?;
         }
+        // cgroups-rs writes at one path below every hierarchy's mount point.
+        let rel = self.path.strip_prefix("/").unwrap_or(&self.path);
+        if let Some(h) = self
+            .hierarchies
+            .iter()
+            .find(|h| h.dir != h.mountpoint.join(rel))
+        {
+            return Err(anyhow::anyhow!(
+                "cgroup {} is {} in another hierarchy (a relative cgroupsPath below different \
+                 cgroups): limits need the same path in every hierarchy, use an absolute \
+                 cgroupsPath",
+                self.path.display(),
+                h.dir.display()
+            )
+            .into());
+        }
+        self.fs_manager()?.set(&rest).map_err(|e| {
+            anyhow::Error::new(e)
+                .context(format!("set the limits of cgroup {}", self.path.display()))
+        })?;
+        if v2 {
+            let dir = self.main_dir();
+            if let Some(rules) = &own.devices {
+                bpf::attach(dir, &bpf::program(rules)?)?;
+            }
+            limits::set_cpu_extras(dir, true, &own)?;
+            limits::set_weights(dir, true, &own)?;
+            limits::set_hugetlb(dir, true, &own.hugetlb)?;
+            return limits::set_unified(dir, &own.unified);
+        }
+        if let Some(rules) = &own.devices {
+            limits::set_devices_v1(v1::need(&self.hierarchies, "devices")?, rules)?;
+        }
+        if own.weight.is_some() || !own.weight_devices.is_empty() {
+            limits::set_weights(v1::need(&self.hierarchies, "blkio")?, false, &own)?;
+        }
+        if own.cpu_burst.is_some() || own.cpu_idle.is_some() {
+            limits::set_cpu_extras(v1::need(&self.hierarchies, "cpu")?, false, &own)?;
+        }
+        if own.hugetlb.is_empty() {
+            return Ok(());
+        }
+        if let Some(dir) = v1::dir_of(&self.hierarchies, "hugetlb") {
+            return limits::set_hugetlb(dir, false, &own.hugetlb);
+        }
+        // Hybrid host: hugetlb may be a cgroup2 controller in the unified hierarchy.
+        let Some(h) = self.hierarchies.iter().find(|h| h.unified) else {
+            return Err(anyhow::anyhow!(
+                "the spec sets hugetlb limits but no hugetlb controller is mounted"
+            )
+            .into());
+        };
+        // The container's processes are there (spawn_inside): enable the controller for them.
+        v2::enable_controllers(&h.mountpoint, &h.dir, Some(&["hugetlb"]))?;
+        limits::set_hugetlb(&h.dir, true, &own.hugetlb)
+    }
+
+    /// cgroups-rs's manager of this cgroup (cgroupfs driver): rebuilt on use, it reads
+    /// /proc/self/cgroup and /proc/self/mountinfo and touches nothing.
+    fn fs_manager(&self) -> Result<cgroups_rs::FsManager> {
+        let base = self.path.to_string_lossy();
+        cgroups_rs::FsManager::new(base.trim_start_matches('/')).map_err(|e| {
+            anyhow::Error::new(e)
+                .context(format!("cgroups-rs: load cgroup {}", self.path.display()))
+                .into()
+        })
     }
 
     /// Every pid in the cgroup (read from the main hierarchy: v2's, or v1's pids/freezer/
@@ -454,6 +566,12 @@ impl CgroupManager {
     /// the first error is returned.
     pub fn destroy(&self) -> Result<()> {
         let mut first_error = None;
+        if let Some(unit) = &self.systemd {
+            // The directories are removed below whatever systemd says.
+            if let Err(e) = systemd::stop(unit) {
+                log::warn!("cgroups: {e:#}");
+            }
+        }
         for h in &self.hierarchies {
             if let Err(e) = files::remove_tree(&h.dir) {
                 log::warn!("cgroups: {e:#}");

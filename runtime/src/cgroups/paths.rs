@@ -193,8 +193,9 @@ pub enum CgroupsPath {
     Relative(PathBuf),
 }
 
-/// Check the spec's `cgroupsPath` (`None` or empty: `/myshim/<id>`). Systemd-style
-/// `slice:prefix:name` paths are refused (no systemd driver yet), as are paths naming a root.
+/// Check the spec's `cgroupsPath` (`None` or empty: `/myshim/<id>`) for the cgroupfs driver.
+/// Systemd-style `slice:prefix:name` paths are refused here (see [`super::systemd`]), as are
+/// paths naming a root.
 pub fn parse_cgroups_path(path: Option<&Path>, id: &str) -> Result<CgroupsPath> {
     let path = path.filter(|p| !p.as_os_str().is_empty());
     let Some(path) = path else {
@@ -208,8 +209,8 @@ pub fn parse_cgroups_path(path: Option<&Path>, id: &str) -> Result<CgroupsPath> 
     let text = path.to_string_lossy();
     if !path.is_absolute() && text.split(':').count() == 3 {
         return Err(Error::invalid(format!(
-            "cgroupsPath {text:?} looks like a systemd slice:prefix:name path; the systemd \
-             cgroup driver is not supported, use a cgroupfs path"
+            "cgroupsPath {text:?} looks like a systemd slice:prefix:name path, which only the \
+             systemd cgroup driver takes (CgroupManager::new)"
         )));
     }
     if path.is_absolute() {

@@ -1,7 +1,8 @@
 //! Hand-run sanity checks on a real cgroup v1 host (need root; `#[ignore]`d):
 //! `cargo test -p myshim-runtime --lib cgroups::root_tests -- --ignored --test-threads=1`.
-//! They use relative cgroup paths, so everything is created below the test's own cgroups, and
-//! they remove all of it again.
+//! Limits are written by cgroups-rs, which takes one path for every hierarchy: the tests that set
+//! limits use absolute paths (`/myshim-selftest-*`); the others relative ones (created below the
+//! test's own cgroups). They remove all of it again.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -88,7 +89,7 @@ fn v1_sleep_child_lifecycle() {
         return;
     }
     let rel = format!("myshim-selftest-{}/c1", std::process::id());
-    let mgr = CgroupManager::new(Some(Path::new(&rel)), "unused").unwrap();
+    let mgr = CgroupManager::new(Some(Path::new(&format!("/{rel}"))), "unused").unwrap();
     assert_eq!(mgr.layout(), Layout::V1);
     // Serialisable: the state file may hold it.
     let json = serde_json::to_string(&mgr).unwrap();
@@ -188,7 +189,7 @@ fn v1_apply_failure_leaves_nothing() {
         return;
     }
     let rel = format!("myshim-selftest-fail-{}/c1", std::process::id());
-    let mgr = CgroupManager::new(Some(Path::new(&rel)), "unused").unwrap();
+    let mgr = CgroupManager::new(Some(Path::new(&format!("/{rel}"))), "unused").unwrap();
     // A pid that does not exist: joining fails (ESRCH) after every directory was made.
     let missing = (1_000_000..i32::MAX)
         .find(|p| !Path::new(&format!("/proc/{p}")).exists())
@@ -217,7 +218,7 @@ fn v1_oom_watcher_fires_and_stats_count_the_kill() {
         return;
     }
     let rel = format!("myshim-selftest-oom-{}/c1", std::process::id());
-    let mgr = CgroupManager::new(Some(Path::new(&rel)), "unused").unwrap();
+    let mgr = CgroupManager::new(Some(Path::new(&format!("/{rel}"))), "unused").unwrap();
     // The child waits a little before it allocates without bound: time to join the cgroup.
     let mut child = Command::new("sh")
         .args(["-c", "sleep 0.3; exec tail /dev/zero"])
@@ -290,4 +291,62 @@ fn v1_spawn_inside_puts_the_child_there_and_the_thread_back() {
     child.wait().unwrap();
     mgr.destroy().unwrap();
     remove_parents(&mgr);
+}
+
+/// The device program on a real cgroup2 cgroup (the unified hierarchy of a hybrid host, or v2):
+/// a shell in the cgroup cannot open /dev/null once a rule denies it, can again after an update
+/// replaces the program, and only one program stays attached.
+#[test]
+#[ignore = "needs root and a cgroup2 hierarchy; run by hand"]
+fn cgroup2_device_program_denies_then_allows() {
+    use oci_spec::runtime::LinuxDeviceCgroup;
+    let root = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.join("cgroup.procs").exists() && p.join("cgroup.subtree_control").exists());
+    let Some(root) = root.filter(|_| nix::unistd::geteuid().is_root()) else {
+        eprintln!("skipped: needs root and a cgroup2 hierarchy");
+        return;
+    };
+    let dir = root.join(format!("myshim-selftest-bpf-{}", std::process::id()));
+    fs::create_dir(&dir).unwrap();
+    let rule = |allow: bool, typ, major: Option<i64>, minor: Option<i64>| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(allow);
+        r.set_typ(Some(typ));
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some("rwm".into()));
+        r
+    };
+    let cat_null = || {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > {}/cgroup.procs && cat /dev/null",
+                dir.display()
+            ))
+            .status()
+            .unwrap()
+            .success()
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let deny_null = [
+            rule(true, LinuxDeviceType::A, None, None),
+            rule(false, LinuxDeviceType::C, Some(1), Some(3)),
+        ];
+        bpf::attach(&dir, &bpf::program(&deny_null).unwrap()).unwrap();
+        assert!(!cat_null(), "/dev/null denied");
+        bpf::attach(&dir, &bpf::program(&deny_null[..1]).unwrap()).unwrap();
+        assert!(cat_null(), "/dev/null allowed after the update");
+        assert_eq!(
+            bpf::attached_to(&dir).unwrap().len(),
+            1,
+            "the old program is detached"
+        );
+    }));
+    fs::remove_dir(&dir).unwrap();
+    if let Err(p) = outcome {
+        std::panic::resume_unwind(p);
+    }
 }

@@ -1,10 +1,7 @@
 //! cgroup v2 (the unified hierarchy): enabling controllers down the ancestors'
-//! `cgroup.subtree_control`, the resource limits in v2 files and units, `cgroup.freeze` and
-//! `cgroup.kill`.
-//!
-//! Devices: v2 has no devices files; access control needs an eBPF program attached to the cgroup,
-//! which is not implemented yet. Rules beyond the usual deny-all plus default device list are
-//! logged as a warning and NOT enforced (nor is the default deny-all).
+//! `cgroup.subtree_control`, `cgroup.freeze` waiting for
+//! `cgroup.events`, and `cgroup.kill`. The limits are written by cgroups-rs
+//! ([`super::limits`]); device rules by an eBPF program ([`super::bpf`]).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -12,9 +9,8 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxHugepageLimit, LinuxMemory, LinuxResources};
 
-use super::{convert, devices, files, stats};
+use super::{files, stats};
 use crate::{Error, Result};
 
 /// Enable controllers in `cgroup.subtree_control` of every ancestor of `dir` from the hierarchy
@@ -56,178 +52,6 @@ pub(super) fn enable_controllers(
             }
         }
         level.push(c);
-    }
-    Ok(())
-}
-
-/// Write the spec's limits to the cgroup `dir`.
-pub(super) fn set(dir: &Path, r: &LinuxResources) -> Result<()> {
-    // Check what can be checked before writing anything.
-    let mut unified: Vec<(&String, &String)> = r.unified().iter().flatten().collect();
-    unified.sort();
-    for (key, _) in &unified {
-        convert::check_unified_key(key)?;
-    }
-    if let Some(rules) = r.devices() {
-        for rule in rules {
-            devices::v1_rule(rule)?;
-        }
-        if !devices::only_default_rules(rules) {
-            log::warn!(
-                "cgroups: device rules on cgroup v2 need an eBPF program, not implemented: \
-                 device access is not restricted by the cgroup"
-            );
-        }
-    }
-
-    if let Some(cpu) = r.cpu() {
-        set_cpuset(dir, cpu)?;
-    }
-    if let Some(memory) = r.memory() {
-        set_memory(dir, memory)?;
-    }
-    if let Some(cpu) = r.cpu() {
-        set_cpu(dir, cpu)?;
-    }
-    if let Some(pids) = r.pids() {
-        files::write(dir, "pids.max", &convert::pids_max(pids.limit()))?;
-    }
-    if let Some(blkio) = r.block_io() {
-        set_io(dir, blkio)?;
-    }
-    if let Some(limits) = r.hugepage_limits() {
-        set_hugetlb(dir, limits)?;
-    }
-    if r.network().is_some() {
-        log::warn!("cgroups: network resources have no cgroup v2 controller; ignored");
-    }
-    if r.rdma().as_ref().is_some_and(|m| !m.is_empty()) {
-        log::warn!("cgroups: rdma resources are not supported; ignored");
-    }
-    // Last, so that they can override what the typed fields set.
-    for (key, value) in unified {
-        files::write(dir, key, value).with_context(|| format!("unified resource {key}"))?;
-    }
-    Ok(())
-}
-
-fn set_cpuset(dir: &Path, cpu: &LinuxCpu) -> Result<()> {
-    if let Some(cpus) = cpu.cpus().as_deref().filter(|s| !s.is_empty()) {
-        files::write(dir, "cpuset.cpus", cpus)?;
-    }
-    if let Some(mems) = cpu.mems().as_deref().filter(|s| !s.is_empty()) {
-        files::write(dir, "cpuset.mems", mems)?;
-    }
-    Ok(())
-}
-
-fn set_memory(dir: &Path, m: &LinuxMemory) -> Result<()> {
-    if m.kernel().is_some() || m.kernel_tcp().is_some() {
-        log::warn!("cgroups: kernel memory limits (kernel, kernelTCP) are deprecated; ignored");
-    }
-    if m.swappiness().is_some() {
-        log::warn!("cgroups: memory swappiness has no cgroup v2 equivalent; ignored");
-    }
-    if m.disable_oom_killer() == Some(true) {
-        log::warn!("cgroups: disableOOMKiller has no cgroup v2 equivalent; ignored");
-    }
-    let writes = convert::v2_memory_writes(
-        m.limit().unwrap_or(0),
-        m.reservation().unwrap_or(0),
-        m.swap().unwrap_or(0),
-    )?;
-    for (file, value) in writes {
-        if let Err(e) = files::write(dir, file, &value) {
-            // No swap accounting: "no limit" and "no swap" are what we have anyway.
-            if file == "memory.swap.max"
-                && files::is_not_found(&e)
-                && (value == "max" || value == "0")
-            {
-                log::debug!("cgroups: {e:#}; ignored");
-                continue;
-            }
-            return Err(e.into());
-        }
-    }
-    Ok(())
-}
-
-fn set_cpu(dir: &Path, cpu: &LinuxCpu) -> Result<()> {
-    let weight = convert::shares_to_weight(cpu.shares().unwrap_or(0));
-    if weight != 0 {
-        files::write(dir, "cpu.weight", &weight.to_string())?;
-    }
-    if let Some(max) = convert::cpu_max(cpu.quota(), cpu.period()) {
-        files::write(dir, "cpu.max", &max)?;
-    }
-    if let Some(burst) = cpu.burst() {
-        files::write(dir, "cpu.max.burst", &burst.to_string())?;
-    }
-    if let Some(idle) = cpu.idle() {
-        files::write(dir, "cpu.idle", &idle.to_string())?;
-    }
-    if cpu.realtime_period().is_some_and(|v| v != 0)
-        || cpu.realtime_runtime().is_some_and(|v| v != 0)
-    {
-        log::warn!("cgroups: realtime cpu limits have no cgroup v2 equivalent; ignored");
-    }
-    Ok(())
-}
-
-fn set_io(dir: &Path, b: &LinuxBlockIo) -> Result<()> {
-    // With the BFQ scheduler io.bfq.weight takes blkio weights as they are (runc).
-    let bfq = dir.join("io.bfq.weight").exists();
-    if let Some(w) = b.weight().filter(|w| *w != 0) {
-        if bfq {
-            files::write(dir, "io.bfq.weight", &w.to_string())?;
-        } else {
-            let v = convert::blkio_weight_to_io_weight(w);
-            files::write(dir, "io.weight", &v.to_string())?;
-        }
-    }
-    if b.leaf_weight().is_some() {
-        log::warn!("cgroups: blkio leafWeight has no cgroup v2 equivalent; ignored");
-    }
-    for wd in b.weight_device().iter().flatten() {
-        if let Some(w) = wd.weight().filter(|w| *w != 0) {
-            if bfq {
-                let line = convert::device_value_line(wd.major(), wd.minor(), w);
-                files::write(dir, "io.bfq.weight", &line)?;
-            } else {
-                let v = convert::blkio_weight_to_io_weight(w);
-                let line = convert::device_value_line(wd.major(), wd.minor(), v);
-                files::write(dir, "io.weight", &line)?;
-            }
-        }
-    }
-    let throttles = [
-        ("rbps", b.throttle_read_bps_device()),
-        ("wbps", b.throttle_write_bps_device()),
-        ("riops", b.throttle_read_iops_device()),
-        ("wiops", b.throttle_write_iops_device()),
-    ];
-    for (key, list) in throttles {
-        for t in list.iter().flatten() {
-            let line = convert::io_max_line(t.major(), t.minor(), key, t.rate());
-            files::write(dir, "io.max", &line)?;
-        }
-    }
-    Ok(())
-}
-
-/// hugetlb limits (also used for the cgroup2 hierarchy of a hybrid host).
-pub(super) fn set_hugetlb(dir: &Path, limits: &[LinuxHugepageLimit]) -> Result<()> {
-    for l in limits {
-        let value = convert::hugetlb_v2_limit(l.limit());
-        files::write(
-            dir,
-            &convert::hugetlb_v2_file(l.page_size(), false)?,
-            &value,
-        )?;
-        let rsvd = convert::hugetlb_v2_file(l.page_size(), true)?;
-        if dir.join(&rsvd).exists() {
-            files::write(dir, &rsvd, &value)?;
-        }
     }
     Ok(())
 }
@@ -282,11 +106,6 @@ mod tests {
     use std::fs;
     use std::path::PathBuf;
 
-    use oci_spec::runtime::{
-        LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxHugepageLimitBuilder, LinuxMemoryBuilder,
-        LinuxPidsBuilder, LinuxResourcesBuilder, LinuxThrottleDeviceBuilder,
-    };
-
     use super::*;
 
     struct FakeDir(PathBuf);
@@ -312,115 +131,6 @@ mod tests {
         fn drop(&mut self) {
             let _ = fs::remove_dir_all(&self.0);
         }
-    }
-
-    #[test]
-    fn set_writes_v2_files() {
-        let files = [
-            "memory.max",
-            "memory.low",
-            "memory.swap.max",
-            "cpu.weight",
-            "cpu.max",
-            "pids.max",
-            "io.weight",
-            "io.max",
-            "hugetlb.2MB.max",
-            "memory.high",
-        ];
-        let fake = FakeDir::new("set", &files.map(|f| (f, "")));
-        let r = LinuxResourcesBuilder::default()
-            .memory(
-                LinuxMemoryBuilder::default()
-                    .limit(1i64 << 30)
-                    .reservation(1i64 << 29)
-                    .swap(3i64 << 30)
-                    .build()
-                    .unwrap(),
-            )
-            .cpu(
-                LinuxCpuBuilder::default()
-                    .shares(1024u64)
-                    .quota(50_000i64)
-                    .build()
-                    .unwrap(),
-            )
-            .pids(LinuxPidsBuilder::default().limit(-1).build().unwrap())
-            .block_io(
-                LinuxBlockIoBuilder::default()
-                    .weight(500u16)
-                    .throttle_write_iops_device(vec![LinuxThrottleDeviceBuilder::default()
-                        .major(8)
-                        .minor(0)
-                        .rate(100u64)
-                        .build()
-                        .unwrap()])
-                    .build()
-                    .unwrap(),
-            )
-            .hugepage_limits(vec![LinuxHugepageLimitBuilder::default()
-                .page_size("2MB")
-                .limit(-1)
-                .build()
-                .unwrap()])
-            .unified(std::collections::HashMap::from([(
-                "memory.high".to_string(),
-                "123456".to_string(),
-            )]))
-            .build()
-            .unwrap();
-        set(&fake.0, &r).unwrap();
-        assert_eq!(fake.read("memory.max"), (1u64 << 30).to_string());
-        assert_eq!(fake.read("memory.low"), (1u64 << 29).to_string());
-        assert_eq!(fake.read("memory.swap.max"), (2u64 << 30).to_string());
-        assert_eq!(fake.read("cpu.weight"), "39");
-        assert_eq!(fake.read("cpu.max"), "50000 100000");
-        assert_eq!(fake.read("pids.max"), "max");
-        assert_eq!(fake.read("io.weight"), (1 + 490 * 9999 / 990).to_string());
-        assert_eq!(fake.read("io.max"), "8:0 wiops=100");
-        assert_eq!(fake.read("hugetlb.2MB.max"), "max");
-        assert_eq!(fake.read("memory.high"), "123456");
-    }
-
-    #[test]
-    fn set_refuses_bad_input_before_writing() {
-        let fake = FakeDir::new("bad", &[("pids.max", "")]);
-        let r = LinuxResourcesBuilder::default()
-            .pids(LinuxPidsBuilder::default().limit(5).build().unwrap())
-            .unified(std::collections::HashMap::from([(
-                "../escape.max".to_string(),
-                "1".to_string(),
-            )]))
-            .build()
-            .unwrap();
-        assert!(matches!(set(&fake.0, &r), Err(Error::InvalidConfig(_))));
-        assert_eq!(fake.read("pids.max"), "");
-        // A missing controller file names the file.
-        let r = LinuxResourcesBuilder::default()
-            .memory(
-                LinuxMemoryBuilder::default()
-                    .limit(4096i64)
-                    .build()
-                    .unwrap(),
-            )
-            .build()
-            .unwrap();
-        let err = format!("{:#}", anyhow::Error::from(set(&fake.0, &r).unwrap_err()));
-        assert!(
-            err.contains("write 4096 to ") && err.contains("memory.max"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn swap_max_missing_is_fine_when_unlimited() {
-        let fake = FakeDir::new("noswap", &[("memory.max", "")]);
-        let r = LinuxResourcesBuilder::default()
-            .memory(LinuxMemoryBuilder::default().limit(-1i64).build().unwrap())
-            .build()
-            .unwrap();
-        set(&fake.0, &r).unwrap();
-        assert_eq!(fake.read("memory.max"), "max");
     }
 
     #[test]

@@ -344,8 +344,8 @@ const ROWS: &[(&str, Patch, Option<&str>)] = &[
         Some("rootfsPropagation \"sideways\""),
     ),
     (
-        "systemd cgroupsPath",
-        |j| j["linux"]["cgroupsPath"] = json!("system.slice:myshim:abc"),
+        "systemd cgroupsPath that is not slice:prefix:name",
+        |j| j["linux"]["cgroupsPath"] = json!("system.slice:myshim"),
         Some("linux.cgroupsPath"),
     ),
     (

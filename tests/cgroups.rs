@@ -1,0 +1,148 @@
+//! End-to-end tests of the cgroup layer through containerd: where a container's processes are
+//! in the cgroup2 hierarchy (the unified one of a hybrid host, or the only one on v2), device
+//! rules enforced (v1 controller or v2 eBPF program), and the systemd cgroup driver (its unit
+//! with systemd as pid 1; its error when systemd is not reachable).
+//!
+//! Run with `make integration` (a private containerd; see tests/common).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// The `0::` line of `/proc/<pid>/cgroup` on the host.
+fn cgroup2_line(pid: u32) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with("0::"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The init and an exec'd process are both in the container's cgroup2 cgroup
+/// (`0::/<namespace>/<id>`), on a hybrid host as on v2, as with runc.
+#[test]
+fn cgroup2_line_is_the_container_path() {
+    if !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+        && !std::path::Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists()
+    {
+        eprintln!("skipped: no cgroup2 hierarchy on this host");
+        return;
+    }
+    let id = unique_id("cg2");
+    let _g = Guard(id.clone());
+    run_detached(&id, &[], &["sleep", "1000"]);
+    let task = wait_task_status(&id, "RUNNING", RUN_START_TIMEOUT);
+    let mut exec = spawn_ctr(&["task", "exec", "--exec-id", "sleeper", &id, "sleep", "1000"]);
+    let pids = wait_for("the exec'd process", RUN_START_TIMEOUT, || {
+        let pids = task_pids(&id);
+        (pids.len() == 2).then_some(pids)
+    });
+    let want = format!("0::/{NAMESPACE}/{id}");
+    assert!(
+        pids.contains(&task.pid),
+        "{pids:?} has the init {}",
+        task.pid
+    );
+    for pid in pids {
+        assert_eq!(cgroup2_line(pid), want, "pid {pid}");
+    }
+    ctr_ok(&["task", "kill", "-a", "-s", "SIGKILL", &id]);
+    wait_task_status(&id, "STOPPED", Duration::from_secs(20));
+    let _ = exec.wait();
+    ctr_ok(&["task", "delete", &id]);
+    ctr_ok(&["containers", "rm", &id]);
+    assert_nothing_left(&id);
+}
+
+/// Whether systemd runs as pid 1 and its D-Bus system bus is there (the driver talks to
+/// systemd through it, as runc's).
+fn systemd_reachable() -> bool {
+    std::path::Path::new("/run/systemd/system").is_dir()
+        && std::path::Path::new("/run/dbus/system_bus_socket").exists()
+}
+
+/// No directory of the unit's cgroup is left in any hierarchy.
+fn assert_no_unit_cgroup(unit: &str) {
+    let pattern = format!("system.slice/{unit}");
+    for dir in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut roots: Vec<std::path::PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        roots.push(dir.into());
+        for root in roots {
+            let p = root.join(&pattern);
+            assert!(!p.exists(), "{} is left", p.display());
+        }
+    }
+}
+
+/// cgroupsPath `system.slice:myshim:<id>` selects the systemd driver: with systemd as pid 1 (and
+/// its D-Bus system bus) the container runs in the transient unit `myshim-<id>.scope` and
+/// delete removes it; without (this development host; a guest without dbus) create fails with
+/// an error that says systemd cannot be reached, and nothing is left behind.
+#[test]
+fn systemd_cgroups_path() {
+    let id = unique_id("sdcg");
+    let _g = Guard(id.clone());
+    let unit = format!("myshim-{id}.scope");
+    let mut spec = spec_for(&id, &["sleep", "1000"]);
+    spec["linux"]["cgroupsPath"] = serde_json::json!(format!("system.slice:myshim:{id}"));
+    if !systemd_reachable() {
+        let out = run_config_rm(&id, &spec);
+        assert_ne!(out.code, 0, "{out:?}");
+        assert!(
+            out.stderr.contains("systemd cgroup driver") && out.stderr.contains(&unit),
+            "stderr says the systemd unit could not be started: {out:?}"
+        );
+        assert_no_unit_cgroup(&unit);
+        assert_nothing_left(&id);
+        return;
+    }
+    let mut run = spawn_config_rm(&id, &spec);
+    // The first D-Bus call may start dbus-daemon (socket activation): slow in a TCG guest.
+    let task = wait_for("the task RUNNING", Duration::from_secs(240), || {
+        task_info(&id).filter(|t| t.status == "RUNNING")
+    });
+    let line = cgroup2_line(task.pid);
+    assert!(
+        line.ends_with(&format!("/system.slice/{unit}")),
+        "the init is in the unit's cgroup: {line}"
+    );
+    ctr_ok(&["task", "kill", "-s", "SIGKILL", &id]);
+    let _ = run.wait();
+    let status = std::process::Command::new("systemctl")
+        .args(["is-active", "--quiet", &unit])
+        .status()
+        .expect("systemctl");
+    assert!(!status.success(), "{unit} is gone after delete");
+    assert_no_unit_cgroup(&unit);
+    assert_nothing_left(&id);
+}
+
+/// Device rules are enforced (v1 devices controller here, the eBPF program on cgroup v2): the
+/// container may mknod a block device (containerd's default `b *:* m`) but not open it, while
+/// /dev/zero, on the default list, opens.
+#[test]
+fn device_rules_deny_a_node_made_with_mknod() {
+    let id = unique_id("devrules");
+    let _g = Guard(id.clone());
+    let out = run_rm(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "mknod /dev/myshim-loop b 7 0 && echo made; head -c 1 /dev/myshim-loop; \
+             echo open=$?; head -c 3 /dev/zero | wc -c",
+        ],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, "made\nopen=1\n3\n", "{out:?}");
+    assert!(
+        out.stderr.contains("Operation not permitted"),
+        "the open is refused by the cgroup: {out:?}"
+    );
+    assert_nothing_left(&id);
+}
