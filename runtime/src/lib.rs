@@ -22,7 +22,7 @@ pub mod spec;
 pub mod state;
 pub mod sync;
 
-pub use container::{Container, CreateOptions, Stdio};
+pub use container::{Container, CreateOptions, Extras, Stdio};
 pub use error::{Error, Result};
 pub use exec::{ExecOptions, ExecProcess};
 pub use state::Status;
