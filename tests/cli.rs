@@ -732,3 +732,50 @@ fn containerds_runc_shim_drives_the_cli() {
         let _ = fs::remove_dir(h.path().join(ns));
     }
 }
+
+#[test]
+fn socket_activation_fds_come_first() {
+    if !testing_myshim() {
+        return;
+    }
+    let id = unique_id("cli-listen");
+    let _g = CliGuard(id.clone());
+    let b = bundle(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "echo listen >&3; echo kept >&4; echo $LISTEN_FDS $LISTEN_PID",
+        ],
+        |_| {},
+    );
+    let c = cli_env();
+    let listen = c.dir.join(format!("{id}.listen"));
+    let kept = c.dir.join(format!("{id}.kept"));
+    // systemd's socket activation as a shell gives it: LISTEN_PID is the pid that execs myshim
+    let script = format!(
+        "export LISTEN_PID=$$ LISTEN_FDS=1; exec {} --root {} run --preserve-fds 1 -b {} {id} \
+         3>{} 4>{}",
+        c.bin.display(),
+        c.root.display(),
+        b.display(),
+        listen.display(),
+        kept.display()
+    );
+    let out: RunOutput = Command::new("timeout")
+        .args(["-k", "5", "60", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout, "1 1\n",
+        "LISTEN_FDS and LISTEN_PID in the container"
+    );
+    assert_eq!(fs::read_to_string(&listen).unwrap(), "listen\n");
+    assert_eq!(fs::read_to_string(&kept).unwrap(), "kept\n");
+    let _ = fs::remove_file(listen);
+    let _ = fs::remove_file(kept);
+    assert_nothing_left(&id);
+}
