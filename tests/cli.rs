@@ -779,3 +779,40 @@ fn socket_activation_fds_come_first() {
     let _ = fs::remove_file(kept);
     assert_nothing_left(&id);
 }
+
+#[test]
+fn attached_terminal_is_relayed_without_a_console_socket() {
+    if !testing_myshim() {
+        return;
+    }
+    // run: the pty's output reaches our stdout, the exit status comes through
+    let id = unique_id("cli-run-tty");
+    let _g = CliGuard(id.clone());
+    let b = bundle(&id, &["sh", "-c", "tty; echo tty-run; exit 4"], |s| {
+        s["process"]["terminal"] = json!(true);
+    });
+    let out = myshim(&["run", "-b", b.to_str().unwrap(), &id]);
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(out.stdout.contains("/dev/pts/0"), "{out:?}");
+    assert!(out.stdout.contains("tty-run\r\n"), "{out:?}");
+    assert_nothing_left(&id);
+
+    // exec -t in a running container
+    let id = unique_id("cli-exec-tty");
+    let _g = CliGuard(id.clone());
+    let b = bundle(&id, &["sleep", "1000"], |_| {});
+    let st = myshim_cmd(&["run", "-d", "-b", b.to_str().unwrap(), &id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = myshim(&["exec", "-t", &id, "sh", "-c", "tty; exit 6"]);
+    assert_eq!(out.code, 6, "{out:?}");
+    assert!(out.stdout.contains("/dev/pts/"), "{out:?}");
+    // detached, a terminal needs a console socket
+    let refused = myshim(&["exec", "-t", "-d", &id, "true"]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    myshim_ok(&["delete", "--force", &id]);
+    assert_nothing_left(&id);
+}

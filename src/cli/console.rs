@@ -35,10 +35,6 @@ pub fn check(terminal: bool, socket: Option<&Path>, detached: bool) -> anyhow::R
         (true, false) if detached => anyhow::bail!(
             "cannot allocate a terminal for a detached process without --console-socket"
         ),
-        (true, false) => anyhow::bail!(
-            "a terminal for an attached process needs --console-socket (this runtime does not \
-             relay a pty itself)"
-        ),
         (false, true) => anyhow::bail!(
             "--console-socket given but the process has no terminal (process.terminal is false)"
         ),

@@ -3,6 +3,7 @@
 //! command line's arguments and overrides. Detached, the process is reparented to the caller's
 //! subreaper; attached, to this process, which exits with its status.
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use anyhow::{bail, Context};
@@ -10,6 +11,7 @@ use myshim_runtime::{ExecOptions, Status, Stdio};
 use oci_spec::runtime::{Capability, Process, Spec};
 
 use super::args::Exec;
+use super::tty::Relay;
 use super::{console, fds, load, wait};
 
 /// `exec`; returns the exit status (0 when detached).
@@ -43,26 +45,36 @@ pub fn exec(root: &Path, a: &Exec) -> anyhow::Result<i32> {
         },
         extras,
     )?;
-    let finish = || -> anyhow::Result<()> {
-        if let Some(master) = &started.console {
-            let socket = a.console_socket.as_deref().context("no --console-socket")?;
-            console::send_master(socket, master)?;
+    let pid = started.pid;
+    let relay = match finish(a, pid, started.console) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            return Err(e);
         }
-        if let Some(p) = &a.pid_file {
-            fds::write_pid_file(p, started.pid)?;
-        }
-        Ok(())
     };
-    if let Err(e) = finish() {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(started.pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        return Err(e);
-    }
     match waiter {
-        Some(w) => w.wait(started.pid),
+        Some(w) => w.wait(pid, relay.as_ref()),
         None => Ok(0),
+    }
+}
+
+/// After the exec: the pid file, then the pty master to the console socket, or relayed here
+/// when attached without one (console::check refused that when detached).
+fn finish(a: &Exec, pid: i32, console: Option<OwnedFd>) -> anyhow::Result<Option<Relay>> {
+    if let Some(p) = &a.pid_file {
+        fds::write_pid_file(p, pid)?;
+    }
+    match (console, a.console_socket.as_deref()) {
+        (Some(master), Some(socket)) => {
+            console::send_master(socket, &master)?;
+            Ok(None)
+        }
+        (Some(master), None) => Ok(Some(Relay::start(master)?)),
+        (None, _) => Ok(None),
     }
 }
 

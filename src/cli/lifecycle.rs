@@ -3,6 +3,7 @@
 //! reparented to the caller's subreaper (containerd's runc shim) or to this process for an
 //! attached run.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -10,17 +11,23 @@ use myshim_runtime::{Container, CreateOptions, Error, Status, Stdio};
 
 use super::args::Cli;
 use super::args::{CreateArgs, Delete, Kill, Run};
+use super::tty::Relay;
 use super::{console, fds, load, wait};
 
-/// `create`: the container exists and its init waits for `start`.
-pub fn create(cli: &Cli, a: &CreateArgs) -> anyhow::Result<Container> {
+/// `create`: the container exists and its init waits for `start`. Returns the pty master when
+/// the process has a terminal and no console socket takes it (an attached run relays it).
+pub fn create(
+    cli: &Cli,
+    a: &CreateArgs,
+    detached: bool,
+) -> anyhow::Result<(Container, Option<OwnedFd>)> {
     if cli.systemd_cgroup {
         bail!("--systemd-cgroup: the systemd cgroup driver is not supported by this runtime");
     }
     let bundle = std::fs::canonicalize(&a.bundle)
         .with_context(|| format!("bundle {}", a.bundle.display()))?;
     let terminal = process_terminal(&bundle)?;
-    console::check(terminal, a.console_socket.as_deref(), true)?;
+    console::check(terminal, a.console_socket.as_deref(), detached)?;
     let extras = fds::passed(a.preserve_fds, true)?;
     if a.no_pivot {
         log::warn!("--no-pivot is ignored: the rootfs is always entered with pivot_root");
@@ -38,28 +45,31 @@ pub fn create(cli: &Cli, a: &CreateArgs) -> anyhow::Result<Container> {
         Error::AlreadyExists(id) => anyhow::anyhow!("container with id {id} already exists"),
         other => anyhow::Error::new(other),
     })?;
-    if let Err(e) = finish_create(&mut container, a) {
-        if let Err(d) = container.delete(true) {
-            log::warn!("delete {} after a failed create: {d:#}", a.id);
+    match finish_create(&mut container, a) {
+        Ok(master) => Ok((container, master)),
+        Err(e) => {
+            if let Err(d) = container.delete(true) {
+                log::warn!("delete {} after a failed create: {d:#}", a.id);
+            }
+            Err(e)
         }
-        return Err(e);
     }
-    Ok(container)
 }
 
-/// After the runtime's create: the pty master to the console socket, the pid file.
-fn finish_create(container: &mut Container, a: &CreateArgs) -> anyhow::Result<()> {
-    if let Some(master) = container.take_console() {
-        let socket = a
-            .console_socket
-            .as_deref()
-            .context("the process has a terminal but no --console-socket was given")?;
-        console::send_master(socket, &master)?;
-    }
+/// After the runtime's create: the pid file, the pty master to the console socket (or back to
+/// the caller without one).
+fn finish_create(container: &mut Container, a: &CreateArgs) -> anyhow::Result<Option<OwnedFd>> {
     if let Some(p) = &a.pid_file {
         fds::write_pid_file(p, container.pid())?;
     }
-    Ok(())
+    let master = container.take_console();
+    match (master, a.console_socket.as_deref()) {
+        (Some(m), Some(socket)) => {
+            console::send_master(socket, &m)?;
+            Ok(None)
+        }
+        (master, _) => Ok(master),
+    }
 }
 
 /// config.json's `process.terminal`.
@@ -86,7 +96,7 @@ pub fn start(root: &Path, id: &str) -> anyhow::Result<()> {
 /// the container (unless --keep).
 pub fn run(cli: &Cli, a: &Run) -> anyhow::Result<i32> {
     if a.detach {
-        let mut c = create(cli, &a.common)?;
+        let (mut c, _) = create(cli, &a.common, true)?;
         if let Err(e) = c.start() {
             let _ = c.delete(true);
             return Err(e.into());
@@ -94,16 +104,26 @@ pub fn run(cli: &Cli, a: &Run) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let waiter = wait::Waiter::new()?;
-    let mut c = create(cli, &a.common)?;
+    let (mut c, master) = create(cli, &a.common, false)?;
     let id = a.common.id.clone();
     let root: PathBuf = cli.root.clone();
+    let relay = match master.map(Relay::start).transpose() {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = c.delete(true);
+            return Err(e);
+        }
+    };
     if let Err(e) = c.start() {
+        drop(relay);
         let _ = c.delete(true);
         return Err(e.into());
     }
     let pid = c.pid();
     drop(c);
-    let code = waiter.wait(pid)?;
+    let code = waiter.wait(pid, relay.as_ref());
+    drop(relay);
+    let code = code?;
     if !a.keep {
         match Container::load(&root, &id) {
             Ok(c) => c.delete(true).with_context(|| format!("delete {id}"))?,

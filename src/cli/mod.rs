@@ -14,6 +14,7 @@ mod resources;
 mod spec;
 mod state;
 mod time;
+mod tty;
 mod wait;
 
 use clap::Parser;
@@ -75,7 +76,7 @@ fn version_text() -> String {
 fn run(cli: &Cli, command: &Command) -> anyhow::Result<i32> {
     let root = cli.root.as_path();
     match command {
-        Command::Create(a) => lifecycle::create(cli, &a.common).map(|_| 0),
+        Command::Create(a) => lifecycle::create(cli, &a.common, true).map(|_| 0),
         Command::Start(a) => lifecycle::start(root, &a.id).map(|()| 0),
         Command::Run(a) => lifecycle::run(cli, a),
         Command::State(a) => state::state(root, &a.id).map(|()| 0),

@@ -8,6 +8,8 @@ use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::tty::Relay;
+
 /// Signals forwarded to the container's process (SIGCHLD is for us).
 const FORWARDED: &[Signal] = &[
     Signal::SIGHUP,
@@ -45,10 +47,15 @@ impl Waiter {
         Ok(Waiter { set })
     }
 
-    /// Forward signals to `pid` until it exits; returns its exit status.
-    pub fn wait(&self, pid: i32) -> anyhow::Result<i32> {
+    /// Forward signals to `pid` until it exits (a window size change resizes the pty of
+    /// `relay` instead); returns its exit status.
+    pub fn wait(&self, pid: i32, relay: Option<&Relay>) -> anyhow::Result<i32> {
         loop {
             let sig = self.set.wait().context("wait for a signal")?;
+            if let (Signal::SIGWINCH, Some(r)) = (sig, relay) {
+                r.resize();
+                continue;
+            }
             if sig != Signal::SIGCHLD {
                 match signal::kill(Pid::from_raw(pid), sig) {
                     Ok(()) | Err(nix::Error::ESRCH) => {}
@@ -57,6 +64,9 @@ impl Waiter {
                 continue;
             }
             if let Some(code) = reap(pid)? {
+                if let Some(r) = relay {
+                    r.drain();
+                }
                 return Ok(code);
             }
         }
