@@ -708,6 +708,13 @@ fn containerds_runc_shim_drives_the_cli() {
     ))
     .expect("state JSON");
     assert_eq!(cli_state["status"], "running");
+    // pause and resume go through the CLI too
+    assert_eq!(ctr(&["task", "pause", "bg"]).code, 0);
+    assert!(ctr(&["task", "ls"])
+        .stdout
+        .lines()
+        .any(|l| l.starts_with("bg ") && l.contains("PAUSED")));
+    assert_eq!(ctr(&["task", "resume", "bg"]).code, 0);
     assert_eq!(ctr(&["task", "kill", "-s", "SIGKILL", "bg"]).code, 0);
     wait_for("bg stopped", RUN_START_TIMEOUT, || {
         ctr(&["task", "ls"])
