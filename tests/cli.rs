@@ -669,6 +669,22 @@ fn containerds_runc_shim_drives_the_cli() {
     assert_eq!(out.code, 3, "{out:?}");
     assert_eq!(out.stdout, "hello from the runc shim\n");
 
+    // a failed create: the runc shim explains it with the CLI's error line from log.json
+    let out = run(true, "bad", &["no-such-binary"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("OCI runtime create failed") && out.stderr.contains("no-such-binary"),
+        "{out:?}"
+    );
+    assert!(!Path::new("/run/containerd/runc")
+        .join(ns)
+        .join("bad")
+        .exists());
+    assert!(!ctr(&["containers", "ls", "-q"])
+        .stdout
+        .lines()
+        .any(|l| l == "bad"));
+
     // detached: exec, ps, our state on disk, kill, delete
     let out = run(false, "bg", &["sleep", "1000"]);
     assert_eq!(out.code, 0, "{out:?}");
