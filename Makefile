@@ -4,7 +4,8 @@
 #                     in a private containerd (nothing is left running)
 #   make test         unit + integration tests (as root)
 #   make build        the release binary (static, non-PIE: scripts/build-release.sh)
-#   make install      install the release binary to $(PREFIX)/bin
+#   make install      install the release binary to $(PREFIX)/bin, with the link `myshim` to it
+#                     (the same binary answers as a runc-compatible command line by that name)
 #   make unit         cargo test --workspace --lib --bins
 #   make integration  tests/*.rs (integration, task_service) against a private containerd
 #                     (MYSHIM_TEST_RUNTIME=io.containerd.runc.v2 runs them on runc)
@@ -25,6 +26,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PREFIX ?= /usr/local
 BIN := containerd-shim-myshim-v2
+CLI := myshim
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 RUNTIME := io.containerd.myshim.v2
 RUN_DIR ?= /tmp/myshim-run
@@ -70,7 +72,8 @@ build: deps
 
 install: build
 	install -D -m 0755 "$$(CARGO=$(CARGO) scripts/build-release.sh)/$(BIN)" $(DESTDIR)$(PREFIX)/bin/$(BIN)
-	@echo "installed $(DESTDIR)$(PREFIX)/bin/$(BIN)"
+	ln -sfn $(BIN) $(DESTDIR)$(PREFIX)/bin/$(CLI)
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/$(BIN) and $(DESTDIR)$(PREFIX)/bin/$(CLI)"
 
 # A demo container in a private containerd; the trap stops that containerd whatever happens.
 run: deps install

@@ -15,6 +15,8 @@
 #   MYSHIM_BIN_DIR   directory put first in containerd's PATH, so that containerd finds the
 #                    containerd-shim-myshim-v2 to test (e.g. target/debug or target/release).
 #                    Unset: containerd finds whatever is on PATH.
+#   MYSHIM_CONTAINERD_PATH  when set, containerd's whole PATH (MYSHIM_BIN_DIR still goes
+#                    first); e.g. a PATH without runc, to show a test does not use it.
 #
 # Only processes started by this containerd are ended, each by its pid.
 set -euo pipefail
@@ -147,6 +149,7 @@ start() {
 
     local path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
     [ -z "${PATH:-}" ] || path=$PATH:$path
+    [ -z "${MYSHIM_CONTAINERD_PATH:-}" ] || path=$MYSHIM_CONTAINERD_PATH
     if [ -n "${MYSHIM_BIN_DIR:-}" ]; then
         local bindir
         bindir=$(realpath -m -- "$MYSHIM_BIN_DIR")

@@ -20,7 +20,7 @@ use oci_spec::runtime::Spec;
 
 use crate::cgroups::CgroupManager;
 use crate::hooks::{self, HookState};
-use crate::init::{INIT_PIPE_ENV, INIT_PIPE_FD};
+use crate::init::{INIT_PIPE_ENV, INIT_PIPE_FD, PRESERVED_FDS_ENV};
 use crate::state::{self, State, Status, EXEC_FIFO};
 use crate::sync::{self, Bootstrap, FromInit, InitConfig, ParentEnd, ToInit};
 use crate::{namespaces, reaper, security, spec, validate, Error, Result};
@@ -69,6 +69,18 @@ pub struct CreateOptions {
     pub systemd_cgroup: bool,
 }
 
+/// What a command line adds to a create or an exec beyond [`CreateOptions`] / [`ExecOptions`]
+/// (runc's `--preserve-fds` and systemd socket activation).
+///
+/// [`ExecOptions`]: crate::ExecOptions
+#[derive(Debug, Default)]
+pub struct Extras {
+    /// Open fds the process gets as 3, 4, ... in this order (the init pipe moves above them).
+    pub fds: Vec<OwnedFd>,
+    /// `KEY=value` entries appended to the process's environment.
+    pub env: Vec<String>,
+}
+
 /// A container that exists on disk.
 #[derive(Debug)]
 pub struct Container {
@@ -85,13 +97,29 @@ impl Container {
     /// Create the container: namespaces, cgroup, rootfs, hooks; the init then waits for
     /// [`Container::start`]. On failure nothing is left behind: no process, cgroup or state.
     pub fn create(opts: CreateOptions) -> Result<Container> {
-        let spec = spec::load(&opts.bundle)?;
-        Container::create_with_spec(opts, spec)
+        Container::create_with(opts, Extras::default())
     }
 
-    /// [`Container::create`] with the bundle's spec already loaded and validated by
+    /// [`Container::create`] with fds and environment entries added to the process.
+    pub fn create_with(opts: CreateOptions, extras: Extras) -> Result<Container> {
+        let spec = spec::load(&opts.bundle)?;
+        Container::create_with_spec(opts, spec, extras)
+    }
+
+    /// [`Container::create_with`] with the bundle's spec already loaded and validated by
     /// [`spec::load`] (a caller that must validate before it mounts the rootfs).
-    pub fn create_with_spec(opts: CreateOptions, spec: Spec) -> Result<Container> {
+    pub fn create_with_spec(
+        opts: CreateOptions,
+        mut spec: Spec,
+        extras: Extras,
+    ) -> Result<Container> {
+        if !extras.env.is_empty() {
+            if let Some(process) = spec.process_mut() {
+                let mut env = process.env().clone().unwrap_or_default();
+                env.extend(extras.env.iter().cloned());
+                process.set_env(Some(env));
+            }
+        }
         let dir = state::dir(&opts.root, &opts.id)?;
         let linux = spec
             .linux()
@@ -102,6 +130,10 @@ impl Container {
             &opts.id,
             opts.systemd_cgroup,
         )?;
+        // An id in use is refused as such, before its (busy) cgroup is.
+        if dir.exists() {
+            return Err(Error::AlreadyExists(opts.id));
+        }
         validate::cgroup_unused(&cgroup)?;
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -124,7 +156,7 @@ impl Container {
             pid: 0,
             cgroup: None,
         };
-        let (state, console) = create_in(&spec, opts, &dir, cgroup, &mut undo)?;
+        let (state, console) = create_in(&spec, opts, &extras.fds, &dir, cgroup, &mut undo)?;
         undo.disarm();
         Ok(Container {
             root: dir.parent().map(Path::to_path_buf).unwrap_or_default(),
@@ -368,6 +400,7 @@ impl Drop for Undo {
 fn create_in(
     spec: &Spec,
     opts: CreateOptions,
+    fds: &[OwnedFd],
     dir: &Path,
     cgroup: CgroupManager,
     undo: &mut Undo,
@@ -402,7 +435,7 @@ fn create_in(
     // The first child is born in the container's cgroup (so is the init it forks): see
     // CgroupManager::spawn_inside for why that beats moving it there.
     undo.cgroup = Some(cgroup.clone());
-    let mut cmd = init_command(&opts.bundle, &opts.root, &opts.stdio, &child_end)?;
+    let mut cmd = init_command(&opts.bundle, &opts.root, &opts.stdio, &child_end, fds)?;
     let mut first = cgroup.spawn_inside(
         || Ok(reaper::spawn(&mut cmd).context("start the container init")?),
         reaper::Waitable::pid,
@@ -565,14 +598,16 @@ fn with_default_devices(
     res
 }
 
-/// `<exe> init` with a clean environment, the container's stdio and the init pipe at fd 3. The
-/// binary is the sealed view of our own ([`crate::sealed`]; `root`: the runtime root, where it
-/// may make a scratch directory), never the host's file.
+/// `<exe> init` with a clean environment, the container's stdio, `fds` at 3, 4, ... and the init
+/// pipe right after them (fd 3 when there are none). The binary is the sealed view of our own
+/// ([`crate::sealed`]; `root`: the runtime root, where it may make a scratch directory), never
+/// the host's file.
 pub(crate) fn init_command(
     cwd: &Path,
     root: &Path,
     stdio: &Stdio,
     child_end: &OwnedFd,
+    fds: &[OwnedFd],
 ) -> Result<Command> {
     let to_std = |fd: &Option<OwnedFd>| -> Result<std::process::Stdio> {
         Ok(match fd {
@@ -580,22 +615,32 @@ pub(crate) fn init_command(
             None => std::process::Stdio::null(),
         })
     };
+    let pipe_fd = INIT_PIPE_FD + i32::try_from(fds.len()).context("too many fds to pass")?;
     let mut cmd = Command::new(crate::sealed::exe_path(root)?);
     cmd.arg0("myshim")
         .arg("init")
         .env_clear()
-        .env(INIT_PIPE_ENV, INIT_PIPE_FD.to_string())
+        .env(INIT_PIPE_ENV, pipe_fd.to_string())
         .current_dir(cwd)
         .stdin(to_std(&stdio.stdin)?)
         .stdout(to_std(&stdio.stdout)?)
         .stderr(to_std(&stdio.stderr)?);
+    if !fds.is_empty() {
+        cmd.env(PRESERVED_FDS_ENV, fds.len().to_string());
+    }
     let raw = child_end.as_raw_fd();
+    // The fds to place at 3, 4, ..., the init pipe last; allocated here, not after fork.
+    let mut moves: Vec<i32> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    moves.push(raw);
     // SAFETY: the closure runs in the forked child before exec and only calls the
-    // async-signal-safe dup2/fcntl; the caller keeps `child_end` open until after spawn, so
-    // `raw` is valid when the child runs.
+    // async-signal-safe dup2/fcntl (no allocation); the caller keeps `child_end` and `fds`
+    // open until after spawn, so the raw fds are valid when the child runs.
     unsafe {
         cmd.pre_exec(move || {
             crate::reaper::clear_signal_mask()?;
+            if moves.len() > 1 {
+                return place_fds(&mut moves, pipe_fd);
+            }
             if raw == INIT_PIPE_FD {
                 if libc::fcntl(raw, libc::F_SETFD, 0) < 0 {
                     return Err(std::io::Error::last_os_error());
@@ -607,6 +652,27 @@ pub(crate) fn init_command(
         });
     }
     Ok(cmd)
+}
+
+/// In the child before exec: move `fds` to 3, 4, ... in order. Each is first copied above
+/// `last` (close-on-exec), since a source may sit on a target's number.
+fn place_fds(fds: &mut [i32], last: i32) -> std::io::Result<()> {
+    for fd in fds.iter_mut() {
+        // SAFETY: F_DUPFD_CLOEXEC on an fd this process holds; async-signal-safe.
+        let copy = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, last + 1) };
+        if copy < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        *fd = copy;
+    }
+    for (target, fd) in (INIT_PIPE_FD..).zip(fds.iter()) {
+        // SAFETY: dup2 of an fd we hold onto a number we own in this child; it clears
+        // close-on-exec on the target.
+        if unsafe { libc::dup2(*fd, target) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 fn write_id_maps(pid: i32, linux: &oci_spec::runtime::Linux) -> Result<()> {

@@ -10,7 +10,7 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 
-use crate::container::{init_command, pass_notify_fd, Container, Stdio};
+use crate::container::{init_command, pass_notify_fd, Container, Extras, Stdio};
 use crate::hooks::HookState;
 use crate::state::Status;
 use crate::sync::{self, Bootstrap, ExecConfig, FromInit, ToInit};
@@ -38,6 +38,16 @@ impl Container {
     /// Run a new process inside the running container. Refused unless the container is
     /// running; on failure the process is killed and nothing remains.
     pub fn exec(&self, opts: ExecOptions) -> Result<ExecProcess> {
+        self.exec_with(opts, Extras::default())
+    }
+
+    /// [`Container::exec`] with fds and environment entries added to the process.
+    pub fn exec_with(&self, mut opts: ExecOptions, extras: Extras) -> Result<ExecProcess> {
+        if !extras.env.is_empty() {
+            let mut env = opts.process.env().clone().unwrap_or_default();
+            env.extend(extras.env.iter().cloned());
+            opts.process.set_env(Some(env));
+        }
         let status = self.status();
         if status != Status::Running {
             return Err(self.bad_state(status, "exec"));
@@ -51,6 +61,7 @@ impl Container {
             self.root(),
             &opts.stdio,
             &child_end,
+            &extras.fds,
         )?;
         let mut first = self.state.cgroup.spawn_inside(
             || Ok(reaper::spawn(&mut cmd).context("start the exec helper")?),

@@ -24,8 +24,11 @@ use crate::{namespaces, rootfs, seccomp, security};
 
 /// Environment variable that names the init pipe's fd.
 pub const INIT_PIPE_ENV: &str = "_MYSHIM_INITPIPE";
-/// The fd number the parent puts the init pipe at.
+/// The fd number the parent puts the init pipe at (when it passes no other fds).
 pub const INIT_PIPE_FD: i32 = 3;
+/// Environment variable that says how many fds from 3 on the process must inherit (runc's
+/// `--preserve-fds`); the init pipe then sits right after them.
+pub const PRESERVED_FDS_ENV: &str = "_MYSHIM_PRESERVED_FDS";
 
 /// Entry point of `<exe> init`. Never returns: it execs the container's process or exits.
 pub fn main() -> ! {
@@ -55,12 +58,17 @@ pub fn main() -> ! {
         );
         std::process::exit(2);
     };
-    // Nothing but stdio may reach the container's process: mark every other fd close-on-exec.
+    let preserved = std::env::var(PRESERVED_FDS_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(0);
+    // Nothing but stdio (and the fds the caller passes on) may reach the container's process:
+    // mark every other fd close-on-exec.
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on our own descriptors.
     unsafe {
         libc::syscall(
             libc::SYS_close_range,
-            3u32,
+            3u32.saturating_add(preserved),
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         )

@@ -24,7 +24,7 @@ pub mod state;
 pub mod sync;
 pub mod validate;
 
-pub use container::{Container, CreateOptions, Stdio};
+pub use container::{Container, CreateOptions, Extras, Stdio};
 pub use error::{Error, Result};
 pub use exec::{ExecOptions, ExecProcess};
 pub use state::Status;

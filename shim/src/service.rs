@@ -114,6 +114,7 @@ impl Service {
                 systemd_cgroup: opts.systemd_cgroup,
             },
             spec,
+            myshim_runtime::container::Extras::default(),
         )
         .map_err(|e| undo_mount(errors::runtime(&e)))?;
         // The pty master (config.json's process.terminal) and the request must agree.
