@@ -459,14 +459,14 @@ mod tests {
         assert!(got == expect);
     }
 
-    #[test]
-    fn a_silent_holder_ends_the_drain() {
-        let (proc_r, proc_w) = pipe();
+    /// A group discarding the output read from `source`, with a drain asked for: the receiver
+    /// gets a message when the drain is reported.
+    fn draining_group(source: File) -> (Group, mpsc::Receiver<()>) {
         let group = Group::new().unwrap();
         group
             .add(StreamSpec {
                 name: "test out".into(),
-                source: proc_r.into(),
+                source: source.into(),
                 sink: Sink::Discard,
                 role: Role::Output,
             })
@@ -474,22 +474,18 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let f: OnDrained = Box::new(move || tx.send(()).unwrap());
         assert!(group.when_drained(f).is_ok());
+        (group, rx)
+    }
+
+    #[test]
+    fn a_silent_holder_ends_the_drain() {
+        let (proc_r, proc_w) = pipe();
+        let (_group, rx) = draining_group(proc_r);
         rx.recv_timeout(Duration::from_secs(5)).unwrap();
         drop(proc_w);
         // dropping a group with a pending drain still reports it
         let (proc_r, _proc_w) = pipe();
-        let group = Group::new().unwrap();
-        group
-            .add(StreamSpec {
-                name: "test out".into(),
-                source: proc_r.into(),
-                sink: Sink::Discard,
-                role: Role::Output,
-            })
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let f: OnDrained = Box::new(move || tx.send(()).unwrap());
-        assert!(group.when_drained(f).is_ok());
+        let (group, rx) = draining_group(proc_r);
         drop(group);
         rx.recv_timeout(Duration::from_secs(5)).unwrap();
     }
