@@ -599,7 +599,9 @@ def fig_detached(cfg):
                 start_ms[name].append(r.secs * 1000)
             else:
                 remove_container(cfg, cid)
-    time.sleep(1.0)  # let the shims settle (lazily started threads, freed start-up memory)
+    # let the shims settle (lazily started threads, freed start-up memory, and the event
+    # connection, which a shim closes 2 s after its last event)
+    time.sleep(3.0)
     running = set(ctr(cfg, "tasks", "ls", "-q").out.split())
     procs = all_procs()
     mem = {n: [] for n in RUNTIME_NAMES}

@@ -36,10 +36,12 @@ use crate::table::Table;
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// ttrpc worker threads per connection: the pool never needs to be large because no request
-/// holds a worker for long (Wait is parked, see [`serve`]).
+/// holds a worker for long (Wait is parked, see [`serve`]). ttrpc-rs adds workers when fewer
+/// than MIN wait, and a worker exits when more than MAX wait: a burst of requests leaves at
+/// most MAX idle workers behind.
 const WORKERS_MIN: usize = 1;
 const WORKERS_DEFAULT: usize = 2;
-const WORKERS_MAX: usize = 8;
+const WORKERS_MAX: usize = 3;
 
 /// Asks the daemon's main thread to exit (Shutdown with no task left).
 pub struct ExitRequest(EventFd);
