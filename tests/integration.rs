@@ -359,18 +359,11 @@ fn inside_cgroup_is_namespace_slash_id() {
     let out = run_rm(&id, &["cat", "/proc/self/cgroup"]);
     assert_eq!(out.code, 0, "{out:?}");
     let want = format!("/{NAMESPACE}/{id}");
-    let memory = out
-        .stdout
-        .lines()
-        .find(|l| {
-            l.split(':')
-                .nth(1)
-                .is_some_and(|c| c.split(',').any(|c| c == "memory"))
-        })
-        .unwrap_or_else(|| panic!("no memory line in /proc/self/cgroup: {out:?}"));
+    let line = container_cgroup_line(&out.stdout)
+        .unwrap_or_else(|| panic!("no memory (v1) or 0:: (v2) line in /proc/self/cgroup: {out:?}"));
     assert!(
-        memory.ends_with(&format!(":{want}")),
-        "memory cgroup is {want}: {memory}"
+        line.ends_with(&format!(":{want}")),
+        "the container's cgroup is {want}: {line}"
     );
     for l in out.stdout.lines() {
         let ctrl = l.split(':').nth(1).unwrap_or("");
@@ -391,12 +384,16 @@ fn memory_limit_is_applied() {
     let _g = Guard(id.clone());
     run_detached(&id, &["--memory-limit", "67108864"], &["sleep", "1000"]);
     wait_task_status(&id, "RUNNING", RUN_START_TIMEOUT);
-    let path = format!("/sys/fs/cgroup/memory/{NAMESPACE}/{id}/memory.limit_in_bytes");
-    let limit = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(limit.trim(), "67108864", "{path}");
+    let path = container_cgroup_file(&id, "memory", "memory.limit_in_bytes", "memory.max");
+    let limit =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(limit.trim(), "67108864", "{}", path.display());
     let task = task_info(&id).expect("task listed");
-    let procs = std::fs::read_to_string(format!(
-        "/sys/fs/cgroup/memory/{NAMESPACE}/{id}/cgroup.procs"
+    let procs = std::fs::read_to_string(container_cgroup_file(
+        &id,
+        "memory",
+        "cgroup.procs",
+        "cgroup.procs",
     ))
     .unwrap_or_default();
     assert!(

@@ -17,8 +17,9 @@
 //!   terminal right after the start and on SIGWINCH; the terminal tests run ctr in a
 //!   pseudo-terminal (util-linux `script`) whose size they set with `stty`.
 //!
-//! The cgroup checks read cgroup v1 files (/sys/fs/cgroup/<controller>/<namespace>/<id>), as
-//! tests/integration.rs does.
+//! The cgroup checks read the container's cgroup files on the host: the container's line of
+//! /proc/<pid>/cgroup and the freezer state on cgroup v1 and v2 alike; the update checks read
+//! v1 files (/sys/fs/cgroup/<controller>/<namespace>/<id>) only so far.
 
 mod common;
 
@@ -70,18 +71,6 @@ fn exec_retry_lost(
 /// [`exec_retry_lost`] for a process that prints something on stdout.
 fn exec_out(id: &str, exec_id: &str, opts: &[&str], cmd: &[&str]) -> RunOutput {
     exec_retry_lost(id, exec_id, opts, cmd, |o| o.stdout.is_empty())
-}
-
-/// The line of /proc/<pid>/cgroup (or a copy of it) for the memory controller.
-fn memory_line(cgroup: &str) -> Option<String> {
-    cgroup
-        .lines()
-        .find(|l| {
-            l.split(':')
-                .nth(1)
-                .is_some_and(|c| c.split(',').any(|c| c == "memory"))
-        })
-        .map(str::to_string)
 }
 
 /// A v1 cgroup file of the container: /sys/fs/cgroup/<ctrl>/<namespace>/<id>/<file>, trimmed.
@@ -241,7 +230,10 @@ fn exec_runs_inside_the_container() {
     let out = exec_out(&id, "cg", &[], &["cat", "/proc/self/cgroup"]);
     assert_eq!(out.code, 0, "{out:?}");
     let host = std::fs::read_to_string(format!("/proc/{}/cgroup", task.pid)).expect("init cgroup");
-    let (inner, init) = (memory_line(&out.stdout), memory_line(&host));
+    let (inner, init) = (
+        container_cgroup_line(&out.stdout),
+        container_cgroup_line(&host),
+    );
     assert!(
         inner.is_some() && inner == init,
         "exec {inner:?} vs init {init:?}"
@@ -635,8 +627,18 @@ impl Drop for ResumeOnPanic {
     }
 }
 
+/// The container's freezer state as cgroup v1 names it (v2: `frozen` of cgroup.events).
 fn freezer_state(id: &str) -> String {
-    cgroup_file("freezer", id, "freezer.state")
+    if !cgroup_v2() {
+        return cgroup_file("freezer", id, "freezer.state");
+    }
+    let path = container_cgroup_file(id, "freezer", "", "cgroup.events");
+    let events =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    match events.lines().any(|l| l.trim() == "frozen 1") {
+        true => "FROZEN".into(),
+        false => "THAWED".into(),
+    }
 }
 
 /// `ctr task pause`: PAUSED, cgroup FROZEN, exec refused, /tasks/paused; `ctr task resume`:

@@ -1110,6 +1110,37 @@ pub fn shim_pids(id: &str) -> Vec<u32> {
     pids
 }
 
+/// Whether the host's /sys/fs/cgroup is the cgroup v2 unified hierarchy (a hybrid host's is not).
+pub fn cgroup_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// The container's line of a `/proc/<pid>/cgroup` text: the memory controller's on cgroup v1,
+/// the unified `0::` one on cgroup v2.
+pub fn container_cgroup_line(text: &str) -> Option<String> {
+    let v2 = cgroup_v2();
+    text.lines()
+        .find(|l| {
+            let ctrl = l.split(':').nth(1).unwrap_or("");
+            if v2 {
+                l.starts_with("0::")
+            } else {
+                ctrl.split(',').any(|c| c == "memory")
+            }
+        })
+        .map(str::to_string)
+}
+
+/// A cgroup file of container `id` on the host: `/sys/fs/cgroup/<ctrl>/<ns>/<id>/<v1_file>` on
+/// cgroup v1, `/sys/fs/cgroup/<ns>/<id>/<v2_file>` on v2.
+pub fn container_cgroup_file(id: &str, ctrl: &str, v1_file: &str, v2_file: &str) -> PathBuf {
+    if cgroup_v2() {
+        PathBuf::from(format!("/sys/fs/cgroup/{NAMESPACE}/{id}/{v2_file}"))
+    } else {
+        PathBuf::from(format!("/sys/fs/cgroup/{ctrl}/{NAMESPACE}/{id}/{v1_file}"))
+    }
+}
+
 /// Pids of live shim daemons started with `-address ADDRESS` (containerd's socket), sorted.
 pub fn shim_daemons(address: &str) -> Vec<u32> {
     let mut out = Vec::new();
