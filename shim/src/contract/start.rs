@@ -64,9 +64,6 @@ pub fn run(flags: &Flags) -> anyhow::Result<String> {
     );
     let bundle = std::env::current_dir().context("the bundle (working directory)")?;
     let address = start(flags, &input, &bundle)?;
-    // containerd 1.6 and 1.7 find a running shim again through this file after a restart.
-    std::fs::write(bundle.join("address"), &address)
-        .context("write the shim address into the bundle")?;
     answer.render(&address)
 }
 
@@ -83,6 +80,10 @@ fn start(flags: &Flags, input: &StartInput, bundle: &Path) -> anyhow::Result<Str
         .unwrap_or(&flags.address);
     let group = grouping(&flags.id, &bundle.join("config.json"));
     let address = socket::address(containerd_address, &flags.namespace, &group, socket_dir);
+    // containerd 1.6 and 1.7 find a running shim again through this file after a restart. It
+    // is written before anything is spawned: a failure here leaves no daemon nobody knows of.
+    std::fs::write(bundle.join("address"), &address)
+        .context("write the shim address into the bundle")?;
     let listener = match socket::bind(&address)? {
         Bound::Served => {
             log::debug!("start {}: joins the shim of group {group}", flags.id);
