@@ -350,7 +350,8 @@ fn inside_only_stdio_fds_are_open() {
     assert_nothing_left(&id);
 }
 
-/// The container runs in the spec's cgroupsPath, /<namespace>/<id> (containerd's default),
+/// The container runs in the spec's cgroupsPath, /<namespace>/<id> (containerd's default; its
+/// scope under the systemd driver),
 /// in every v1 hierarchy (the spec has no cgroup namespace, so the full path shows).
 #[test]
 fn inside_cgroup_is_namespace_slash_id() {
@@ -358,7 +359,7 @@ fn inside_cgroup_is_namespace_slash_id() {
     let _g = Guard(id.clone());
     let out = run_rm(&id, &["cat", "/proc/self/cgroup"]);
     assert_eq!(out.code, 0, "{out:?}");
-    let want = format!("/{NAMESPACE}/{id}");
+    let want = container_cgroup(&id);
     let line = container_cgroup_line(&out.stdout)
         .unwrap_or_else(|| panic!("no memory (v1) or 0:: (v2) line in /proc/self/cgroup: {out:?}"));
     assert!(

@@ -107,6 +107,7 @@ trap 'exit 143' TERM
     [ $# -eq 0 ] || printf '%q ' "$@"
     printf ')\n'
     printf 'MYSHIM_TEST_RUNTIME=%q\n' "${MYSHIM_TEST_RUNTIME:-}"
+    printf 'MYSHIM_VM_SYSTEMD_PASS=%q\n' "${MYSHIM_VM_SYSTEMD_PASS:-1}"
 } >"$out/params"
 
 qemu-img create -q -f qcow2 -F raw -b "$img/disk.raw" "$run/overlay.qcow2"
