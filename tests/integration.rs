@@ -526,3 +526,26 @@ fn twenty_concurrent_containers() {
         assert_nothing_left(id);
     }
 }
+
+/// A spec without `RLIMIT_NOFILE` leaves the container the open-file limit the shim was started
+/// with (containerd's, here this test's), although the shim raises its own to serve a pod's
+/// many containers (as Go's runtime does for runc's shim).
+#[test]
+fn open_file_limit_is_not_the_shims_raised_one() {
+    let id = unique_id("nofile");
+    let _g = Guard(id.clone());
+    let mut spec = spec_for(&id, &["sh", "-c", "ulimit -Sn"]);
+    if let Some(p) = spec["process"].as_object_mut() {
+        p.remove("rlimits");
+    }
+    let out = run_config_rm(&id, &spec);
+    assert_eq!(out.code, 0, "{out:?}");
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the local struct.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    assert_eq!(out.stdout.trim(), lim.rlim_cur.to_string(), "{out:?}");
+    assert_nothing_left(&id);
+}
