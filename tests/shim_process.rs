@@ -610,7 +610,10 @@ fn exits_while_containerd_is_down_are_delivered() {
     }
     let c = OwnContainerd::new("restart");
     let id = unique_id("restart");
-    let spec = spec_for(&id, &["sh", "-c", "sleep 4; exit 7"]);
+    // Both processes exit on SIGUSR1, sent by the test while containerd is down (no timing:
+    // under emulation a fixed sleep could end before the exec even starts).
+    let waiting = |code: u8| format!("trap 'exit {code}' USR1; while :; do sleep 0.1; done");
+    let spec = spec_for(&id, &["sh", "-c", &waiting(7)]);
     let path = write_spec(&id, &spec);
     let out = c.ctr(&[
         "run",
@@ -631,15 +634,42 @@ fn exits_while_containerd_is_down_are_delivered() {
         &id,
         "sh",
         "-c",
-        "sleep 2; exit 5",
+        &waiting(5),
     ]);
     assert_eq!(out.code, 0, "exec: {out:?}");
+    // the init's and the exec's sh (not their short-lived sleeps)
+    let pids = wait_for("the init and the exec", Duration::from_secs(60), || {
+        let out = c.ctr(&["task", "ps", &id]);
+        let pids: Vec<u32> = out
+            .stdout
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .filter(|p| {
+                fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("trap"))
+            })
+            .collect();
+        (pids.len() == 2).then_some(pids)
+    });
     c.stop_daemon_only();
     let before = c.log().matches("topic=/tasks/exit").count();
-    // both exit while containerd is away
     let shim = shim_pids(&id);
     assert_eq!(shim.len(), 1, "{shim:?}");
-    std::thread::sleep(Duration::from_secs(5));
+    // both exit while containerd is away, the exec first (the init's exit ends the pid
+    // namespace, and with it the exec)
+    let is_exec = |p: &u32| {
+        fs::read(format!("/proc/{p}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains("exit 5"))
+    };
+    let (exec_pid, init_pid): (Vec<u32>, Vec<u32>) = pids.iter().partition(|p| is_exec(p));
+    for pid in exec_pid.iter().chain(&init_pid) {
+        send_signal(*pid, "USR1");
+        wait_for("the process to exit", Duration::from_secs(60), || {
+            (!process_alive(*pid)).then_some(())
+        });
+    }
+    std::thread::sleep(Duration::from_secs(1));
     assert!(process_alive(shim[0]), "the shim died with containerd away");
     OwnContainerd::start(&c.dir);
     let forwarded = poll(Duration::from_secs(60), || {
