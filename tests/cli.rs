@@ -842,3 +842,111 @@ fn attached_terminal_is_relayed_without_a_console_socket() {
     myshim_ok(&["delete", "--force", &id]);
     assert_nothing_left(&id);
 }
+
+/// `run -d` of `bundle` with the container's stdio on /dev/null (it inherits the caller's).
+fn run_detached_cli(bundle: &Path, id: &str) {
+    let st = myshim_cmd(&["run", "-d", "-b", bundle.to_str().unwrap(), id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "run -d {id}");
+}
+
+/// The pids of container `id` (`ps --format json`).
+fn cli_pids(id: &str) -> Vec<i64> {
+    serde_json::from_str(&myshim_ok(&["ps", "--format", "json", id])).expect("ps prints JSON")
+}
+
+#[test]
+fn exec_into_a_paused_container_with_ignore_paused() {
+    if !testing_myshim() {
+        return;
+    }
+    let id = unique_id("cli-exec-paused");
+    let _g = CliGuard(id.clone());
+    // the container's /tmp is a host directory: what the execs write shows up here
+    let out_dir = cli_env().dir.join(format!("{id}.tmp"));
+    fs::create_dir_all(&out_dir).unwrap();
+    let b = bundle(&id, &["sleep", "1000"], |s| {
+        s["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/tmp",
+            "type": "bind",
+            "source": out_dir.to_str().unwrap(),
+            "options": ["rbind", "rw"]
+        }));
+    });
+    run_detached_cli(&b, &id);
+    wait_status(&id, "running");
+    myshim_ok(&["pause", &id]);
+
+    // without the flag: runc's error, nothing started
+    let refused = myshim(&["exec", &id, "sh", "-c", "echo no > /tmp/refused"]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert_eq!(
+        refused.stderr.trim(),
+        "cannot exec in a paused container (use --ignore-paused to override)"
+    );
+    assert_eq!(cli_pids(&id).len(), 1);
+
+    // detached with the flag: returns, the process sits frozen in the container
+    let pid_file = cli_env().dir.join(format!("{id}.exec.pid"));
+    let st = myshim_cmd(&[
+        "exec",
+        "-d",
+        "--ignore-paused",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+        "sh",
+        "-c",
+        "echo detached > /tmp/detached",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .status()
+    .unwrap();
+    assert!(st.success(), "exec -d --ignore-paused");
+    let pid: i64 = fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    assert!(cli_pids(&id).contains(&pid));
+    assert_eq!(state(&id)["status"], "paused");
+    assert!(!out_dir.join("detached").exists());
+
+    // attached with the flag: no deadlock, it waits for the resume and exits with its status
+    let attached = myshim_cmd(&[
+        "exec",
+        "--ignore-paused",
+        &id,
+        "sh",
+        "-c",
+        "echo attached > /tmp/attached; echo out; exit 5",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_for(
+        "the attached exec in the container",
+        RUN_START_TIMEOUT,
+        || (cli_pids(&id).len() == 3).then_some(()),
+    );
+    assert!(!out_dir.join("attached").exists());
+
+    myshim_ok(&["resume", &id]);
+    let out: RunOutput = attached.wait_with_output().unwrap().into();
+    assert_eq!((out.code, out.stdout.as_str()), (5, "out\n"), "{out:?}");
+    assert_eq!(
+        fs::read_to_string(out_dir.join("attached")).unwrap(),
+        "attached\n"
+    );
+    let written = wait_for("the detached exec's file", RUN_START_TIMEOUT, || {
+        fs::read_to_string(out_dir.join("detached"))
+            .ok()
+            .filter(|t| t.ends_with('\n'))
+    });
+    assert_eq!(written, "detached\n");
+    assert!(!out_dir.join("refused").exists());
+    myshim_ok(&["delete", "--force", &id]);
+    let _ = fs::remove_dir_all(&out_dir);
+    assert_nothing_left(&id);
+}

@@ -79,6 +79,9 @@ pub struct Extras {
     pub fds: Vec<OwnedFd>,
     /// `KEY=value` entries appended to the process's environment.
     pub env: Vec<String>,
+    /// Exec also into a paused container (runc's `--ignore-paused`): the process joins the
+    /// frozen cgroup and runs once the container is resumed. Create ignores it.
+    pub ignore_paused: bool,
 }
 
 /// A container that exists on disk.
