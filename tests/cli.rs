@@ -950,3 +950,52 @@ fn exec_into_a_paused_container_with_ignore_paused() {
     let _ = fs::remove_dir_all(&out_dir);
     assert_nothing_left(&id);
 }
+
+#[test]
+fn events_reports_oom_kills() {
+    if !testing_myshim() {
+        return;
+    }
+    use std::io::BufRead;
+    let id = unique_id("cli-oom");
+    let _g = CliGuard(id.clone());
+    let b = bundle(&id, &["sleep", "1000"], |s| {
+        s["linux"]["resources"]["memory"] = json!({"limit": 32 << 20});
+    });
+    run_detached_cli(&b, &id);
+    wait_status(&id, "running");
+    let mut events = myshim_cmd(&["events", "--interval", "1h", &id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = events.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // the first event is printed once the OOM watcher is in place
+    let first = rx.recv_timeout(RUN_START_TIMEOUT).expect("a first event");
+    let first: Value = serde_json::from_str(&first).expect("an event is JSON");
+    assert_eq!(
+        (first["type"].as_str(), first["id"].as_str()),
+        (Some("stats"), Some(id.as_str()))
+    );
+
+    // a process past the limit is OOM-killed, and events says so
+    let hog = myshim(&["exec", &id, "sh", "-c", "x=a; while true; do x=$x$x; done"]);
+    assert_eq!(hog.code, 137, "{hog:?}");
+    let oom = rx.recv_timeout(RUN_START_TIMEOUT).expect("an oom event");
+    assert_eq!(oom, format!(r#"{{"type":"oom","id":"{id}"}}"#));
+
+    // once the container is gone, events ends with status 0
+    myshim_ok(&["delete", "--force", &id]);
+    let out = events.wait_with_output().unwrap();
+    assert!(out.status.success(), "events: {out:?}");
+    assert_nothing_left(&id);
+}
