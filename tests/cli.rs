@@ -999,3 +999,70 @@ fn events_reports_oom_kills() {
     assert!(out.status.success(), "events: {out:?}");
     assert_nothing_left(&id);
 }
+
+#[test]
+fn update_takes_runcs_other_flags_and_rootless() {
+    if !testing_myshim() {
+        return;
+    }
+    let id = unique_id("cli-update");
+    let _g = CliGuard(id.clone());
+    let b = bundle(&id, &["sleep", "1000"], |_| {});
+    run_detached_cli(&b, &id);
+    wait_status(&id, "running");
+    // realtime CPU limits on cgroup v1 (cgroup v2 has none)
+    let cpu_dir = Path::new("/sys/fs/cgroup/cpu").join(NAMESPACE).join(&id);
+    if cpu_dir.join("cpu.rt_period_us").exists() {
+        myshim_ok(&[
+            "update",
+            "--cpu-rt-period",
+            "500000",
+            "--cpu-rt-runtime",
+            "0",
+            &id,
+        ]);
+        let read = |f: &str| fs::read_to_string(cpu_dir.join(f)).unwrap();
+        assert_eq!(read("cpu.rt_period_us").trim(), "500000");
+        assert_eq!(read("cpu.rt_runtime_us").trim(), "0");
+    }
+    // kernel memory: ignored with a warning, the rest applies
+    let out = myshim(&["update", "--kernel-memory", "1m", "--memory", "48m", &id]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("--kernel-memory is deprecated and ignored"),
+        "{out:?}"
+    );
+    assert_eq!(memory_limit(&id).as_deref(), Some("50331648"));
+    // Intel RDT: refused, nothing changed
+    let out = myshim(&[
+        "update",
+        "--l3-cache-schema",
+        "L3:0=f",
+        "--memory",
+        "32m",
+        &id,
+    ]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("Intel RDT"), "{out:?}");
+    assert_eq!(memory_limit(&id).as_deref(), Some("50331648"));
+    // the global --rootless, as runc takes it
+    let ids = myshim_ok(&["--rootless", "auto", "list", "-q"]);
+    assert!(ids.lines().any(|l| l == id), "{ids}");
+    let bad = myshim(&["--rootless", "maybe", "list"]);
+    assert_eq!(bad.code, 1, "{bad:?}");
+    myshim_ok(&["delete", "--force", &id]);
+    assert_nothing_left(&id);
+
+    // list --format json of an empty root: `null`, as runc
+    let empty = cli_env().dir.join(format!("{id}.root"));
+    fs::create_dir_all(&empty).unwrap();
+    let out = Command::new(&cli_env().bin)
+        .arg("--root")
+        .arg(&empty)
+        .args(["list", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "null\n");
+    fs::remove_dir(&empty).unwrap();
+}

@@ -106,6 +106,8 @@ pub fn list(root: &Path, a: &List) -> anyhow::Result<()> {
         return Ok(());
     }
     match a.format {
+        // As runc's (a nil slice): `null` when there is nothing.
+        Format::Json if states.is_empty() => println!("null"),
         Format::Json => println!("{}", serde_json::to_string(&states)?),
         Format::Table => {
             let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
