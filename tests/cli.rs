@@ -1066,3 +1066,42 @@ fn update_takes_runcs_other_flags_and_rootless() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "null\n");
     fs::remove_dir(&empty).unwrap();
 }
+
+/// Now as `state` prints times (RFC 3339, UTC, nanoseconds), from date(1).
+fn now_rfc3339() -> String {
+    let out = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S.%NZ"])
+        .output()
+        .expect("date");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn state_created_is_the_creation_time() {
+    if !testing_myshim() {
+        return;
+    }
+    let id = unique_id("cli-created");
+    let _g = CliGuard(id.clone());
+    let b = bundle(&id, &["sleep", "1000"], |_| {});
+    let before = now_rfc3339();
+    // the init inherits the caller's stdio: not the test's capture pipes
+    let st = myshim_cmd(&["create", "-b", b.to_str().unwrap(), &id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    let after = now_rfc3339();
+    assert!(st.success(), "create {id}");
+    let created = state(&id)["created"].as_str().unwrap().to_string();
+    // same format, so the strings order as the times do
+    assert_eq!(created.len(), before.len(), "{created} {before}");
+    assert!(
+        before <= created && created <= after,
+        "{before} {created} {after}"
+    );
+    myshim_ok(&["start", &id]);
+    assert_eq!(wait_status(&id, "running")["created"], created.as_str());
+    myshim_ok(&["delete", "--force", &id]);
+    assert_nothing_left(&id);
+}

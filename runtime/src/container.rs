@@ -478,6 +478,7 @@ fn create_in(
         own_pid_namespace: plan.clone_flags & libc::CLONE_NEWPID != 0,
         seccomp: linux.seccomp().clone(),
         annotations: spec.annotations().clone().unwrap_or_default(),
+        created_ns: state::now_ns(),
     };
     state.save(dir)?;
 
