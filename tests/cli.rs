@@ -842,3 +842,266 @@ fn attached_terminal_is_relayed_without_a_console_socket() {
     myshim_ok(&["delete", "--force", &id]);
     assert_nothing_left(&id);
 }
+
+/// `run -d` of `bundle` with the container's stdio on /dev/null (it inherits the caller's).
+fn run_detached_cli(bundle: &Path, id: &str) {
+    let st = myshim_cmd(&["run", "-d", "-b", bundle.to_str().unwrap(), id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "run -d {id}");
+}
+
+/// The pids of container `id` (`ps --format json`).
+fn cli_pids(id: &str) -> Vec<i64> {
+    serde_json::from_str(&myshim_ok(&["ps", "--format", "json", id])).expect("ps prints JSON")
+}
+
+#[test]
+fn exec_into_a_paused_container_with_ignore_paused() {
+    if !testing_myshim() {
+        return;
+    }
+    let id = unique_id("cli-exec-paused");
+    let _g = CliGuard(id.clone());
+    // the container's /tmp is a host directory: what the execs write shows up here
+    let out_dir = cli_env().dir.join(format!("{id}.tmp"));
+    fs::create_dir_all(&out_dir).unwrap();
+    let b = bundle(&id, &["sleep", "1000"], |s| {
+        s["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/tmp",
+            "type": "bind",
+            "source": out_dir.to_str().unwrap(),
+            "options": ["rbind", "rw"]
+        }));
+    });
+    run_detached_cli(&b, &id);
+    wait_status(&id, "running");
+    myshim_ok(&["pause", &id]);
+
+    // without the flag: runc's error, nothing started
+    let refused = myshim(&["exec", &id, "sh", "-c", "echo no > /tmp/refused"]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert_eq!(
+        refused.stderr.trim(),
+        "cannot exec in a paused container (use --ignore-paused to override)"
+    );
+    assert_eq!(cli_pids(&id).len(), 1);
+
+    // detached with the flag: returns, the process sits frozen in the container
+    let pid_file = cli_env().dir.join(format!("{id}.exec.pid"));
+    let st = myshim_cmd(&[
+        "exec",
+        "-d",
+        "--ignore-paused",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+        "sh",
+        "-c",
+        "echo detached > /tmp/detached",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .status()
+    .unwrap();
+    assert!(st.success(), "exec -d --ignore-paused");
+    let pid: i64 = fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    assert!(cli_pids(&id).contains(&pid));
+    assert_eq!(state(&id)["status"], "paused");
+    assert!(!out_dir.join("detached").exists());
+
+    // attached with the flag: no deadlock, it waits for the resume and exits with its status
+    let attached = myshim_cmd(&[
+        "exec",
+        "--ignore-paused",
+        &id,
+        "sh",
+        "-c",
+        "echo attached > /tmp/attached; echo out; exit 5",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_for(
+        "the attached exec in the container",
+        RUN_START_TIMEOUT,
+        || (cli_pids(&id).len() == 3).then_some(()),
+    );
+    assert!(!out_dir.join("attached").exists());
+
+    myshim_ok(&["resume", &id]);
+    let out: RunOutput = attached.wait_with_output().unwrap().into();
+    assert_eq!((out.code, out.stdout.as_str()), (5, "out\n"), "{out:?}");
+    assert_eq!(
+        fs::read_to_string(out_dir.join("attached")).unwrap(),
+        "attached\n"
+    );
+    let written = wait_for("the detached exec's file", RUN_START_TIMEOUT, || {
+        fs::read_to_string(out_dir.join("detached"))
+            .ok()
+            .filter(|t| t.ends_with('\n'))
+    });
+    assert_eq!(written, "detached\n");
+    assert!(!out_dir.join("refused").exists());
+    myshim_ok(&["delete", "--force", &id]);
+    let _ = fs::remove_dir_all(&out_dir);
+    assert_nothing_left(&id);
+}
+
+#[test]
+fn events_reports_oom_kills() {
+    if !testing_myshim() {
+        return;
+    }
+    use std::io::BufRead;
+    let id = unique_id("cli-oom");
+    let _g = CliGuard(id.clone());
+    let b = bundle(&id, &["sleep", "1000"], |s| {
+        s["linux"]["resources"]["memory"] = json!({"limit": 32 << 20});
+    });
+    run_detached_cli(&b, &id);
+    wait_status(&id, "running");
+    let mut events = myshim_cmd(&["events", "--interval", "1h", &id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = events.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // the first event is printed once the OOM watcher is in place
+    let first = rx.recv_timeout(RUN_START_TIMEOUT).expect("a first event");
+    let first: Value = serde_json::from_str(&first).expect("an event is JSON");
+    assert_eq!(
+        (first["type"].as_str(), first["id"].as_str()),
+        (Some("stats"), Some(id.as_str()))
+    );
+
+    // a process past the limit is OOM-killed, and events says so
+    let hog = myshim(&["exec", &id, "sh", "-c", "x=a; while true; do x=$x$x; done"]);
+    assert_eq!(hog.code, 137, "{hog:?}");
+    let oom = rx.recv_timeout(RUN_START_TIMEOUT).expect("an oom event");
+    assert_eq!(oom, format!(r#"{{"type":"oom","id":"{id}"}}"#));
+
+    // once the container is gone, events ends with status 0
+    myshim_ok(&["delete", "--force", &id]);
+    let out = events.wait_with_output().unwrap();
+    assert!(out.status.success(), "events: {out:?}");
+    assert_nothing_left(&id);
+}
+
+#[test]
+fn update_takes_runcs_other_flags_and_rootless() {
+    if !testing_myshim() {
+        return;
+    }
+    let id = unique_id("cli-update");
+    let _g = CliGuard(id.clone());
+    let b = bundle(&id, &["sleep", "1000"], |_| {});
+    run_detached_cli(&b, &id);
+    wait_status(&id, "running");
+    // realtime CPU limits on cgroup v1 (cgroup v2 has none)
+    let cpu_dir = Path::new("/sys/fs/cgroup/cpu").join(NAMESPACE).join(&id);
+    if cpu_dir.join("cpu.rt_period_us").exists() {
+        myshim_ok(&[
+            "update",
+            "--cpu-rt-period",
+            "500000",
+            "--cpu-rt-runtime",
+            "0",
+            &id,
+        ]);
+        let read = |f: &str| fs::read_to_string(cpu_dir.join(f)).unwrap();
+        assert_eq!(read("cpu.rt_period_us").trim(), "500000");
+        assert_eq!(read("cpu.rt_runtime_us").trim(), "0");
+    }
+    // kernel memory: ignored with a warning, the rest applies
+    let out = myshim(&["update", "--kernel-memory", "1m", "--memory", "48m", &id]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("--kernel-memory is deprecated and ignored"),
+        "{out:?}"
+    );
+    assert_eq!(memory_limit(&id).as_deref(), Some("50331648"));
+    // Intel RDT: refused, nothing changed
+    let out = myshim(&[
+        "update",
+        "--l3-cache-schema",
+        "L3:0=f",
+        "--memory",
+        "32m",
+        &id,
+    ]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("Intel RDT"), "{out:?}");
+    assert_eq!(memory_limit(&id).as_deref(), Some("50331648"));
+    // the global --rootless, as runc takes it
+    let ids = myshim_ok(&["--rootless", "auto", "list", "-q"]);
+    assert!(ids.lines().any(|l| l == id), "{ids}");
+    let bad = myshim(&["--rootless", "maybe", "list"]);
+    assert_eq!(bad.code, 1, "{bad:?}");
+    myshim_ok(&["delete", "--force", &id]);
+    assert_nothing_left(&id);
+
+    // list --format json of an empty root: `null`, as runc
+    let empty = cli_env().dir.join(format!("{id}.root"));
+    fs::create_dir_all(&empty).unwrap();
+    let out = Command::new(&cli_env().bin)
+        .arg("--root")
+        .arg(&empty)
+        .args(["list", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "null\n");
+    fs::remove_dir(&empty).unwrap();
+}
+
+/// Now as `state` prints times (RFC 3339, UTC, nanoseconds), from date(1).
+fn now_rfc3339() -> String {
+    let out = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S.%NZ"])
+        .output()
+        .expect("date");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn state_created_is_the_creation_time() {
+    if !testing_myshim() {
+        return;
+    }
+    let id = unique_id("cli-created");
+    let _g = CliGuard(id.clone());
+    let b = bundle(&id, &["sleep", "1000"], |_| {});
+    let before = now_rfc3339();
+    // the init inherits the caller's stdio: not the test's capture pipes
+    let st = myshim_cmd(&["create", "-b", b.to_str().unwrap(), &id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    let after = now_rfc3339();
+    assert!(st.success(), "create {id}");
+    let created = state(&id)["created"].as_str().unwrap().to_string();
+    // same format, so the strings order as the times do
+    assert_eq!(created.len(), before.len(), "{created} {before}");
+    assert!(
+        before <= created && created <= after,
+        "{before} {created} {after}"
+    );
+    myshim_ok(&["start", &id]);
+    assert_eq!(wait_status(&id, "running")["created"], created.as_str());
+    myshim_ok(&["delete", "--force", &id]);
+    assert_nothing_left(&id);
+}

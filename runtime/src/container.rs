@@ -79,6 +79,9 @@ pub struct Extras {
     pub fds: Vec<OwnedFd>,
     /// `KEY=value` entries appended to the process's environment.
     pub env: Vec<String>,
+    /// Exec also into a paused container (runc's `--ignore-paused`): the process joins the
+    /// frozen cgroup and runs once the container is resumed. Create ignores it.
+    pub ignore_paused: bool,
 }
 
 /// A container that exists on disk.
@@ -475,6 +478,7 @@ fn create_in(
         own_pid_namespace: plan.clone_flags & libc::CLONE_NEWPID != 0,
         seccomp: linux.seccomp().clone(),
         annotations: spec.annotations().clone().unwrap_or_default(),
+        created_ns: state::now_ns(),
     };
     state.save(dir)?;
 

@@ -1,6 +1,10 @@
 //! Exec: a new process in a running container. A re-executed first child joins the container's
 //! namespaces and forks the process, which the parent joins to the container's cgroup before it
 //! lets it go on (protocol steps E1-E7 in [`crate::sync`]).
+//!
+//! Into a paused container (only when asked, runc's `--ignore-paused`) nothing may freeze
+//! before it has answered: the first child starts outside the cgroup, and the process joins the
+//! frozen cgroup only once it is ready to exec (step E6b), where it waits for the thaw.
 
 use std::os::fd::OwnedFd;
 use std::time::Duration;
@@ -36,7 +40,8 @@ pub struct ExecProcess {
 
 impl Container {
     /// Run a new process inside the running container. Refused unless the container is
-    /// running; on failure the process is killed and nothing remains.
+    /// running (or paused, with [`Extras::ignore_paused`]); on failure the process is killed and
+    /// nothing remains.
     pub fn exec(&self, opts: ExecOptions) -> Result<ExecProcess> {
         self.exec_with(opts, Extras::default())
     }
@@ -49,13 +54,14 @@ impl Container {
             opts.process.set_env(Some(env));
         }
         let status = self.status();
-        if status != Status::Running {
-            return Err(self.bad_state(status, "exec"));
-        }
+        let paused = match status {
+            Status::Running => false,
+            Status::Paused if extras.ignore_paused => true,
+            _ => return Err(self.bad_state(status, "exec")),
+        };
         validate::process(&opts.process)?;
         let join = namespaces::of_process(self.pid()).context("read the container's namespaces")?;
         let (mut pipe, child_end) = sync::pair()?;
-        // Born in the container's cgroup (see CgroupManager::spawn_inside).
         let mut cmd = init_command(
             std::path::Path::new("/"),
             self.root(),
@@ -63,29 +69,43 @@ impl Container {
             &child_end,
             &extras.fds,
         )?;
-        let mut first = self.state.cgroup.spawn_inside(
-            || Ok(reaper::spawn(&mut cmd).context("start the exec helper")?),
-            reaper::Waitable::pid,
-        )?;
+        let spawn = |cmd: &mut std::process::Command| -> Result<reaper::Waitable> {
+            Ok(reaper::spawn(cmd).context("start the exec helper")?)
+        };
+        let mut first = if paused {
+            // Outside: in the frozen cgroup it could not answer (see enter_frozen below).
+            spawn(&mut cmd)?
+        } else {
+            // Born in the container's cgroup (see CgroupManager::spawn_inside).
+            self.state
+                .cgroup
+                .spawn_inside(|| spawn(&mut cmd), reaper::Waitable::pid)?
+        };
         drop(cmd);
         drop(child_end);
         let mut undo = KillOnDrop(first.pid());
+        let cgroup2 = match paused {
+            false => self
+                .state
+                .cgroup
+                .cgroup2_dir()
+                .map(std::path::Path::to_path_buf),
+            true => None,
+        };
         pipe.send(&ToInit::Bootstrap(Bootstrap {
             join,
             clone_flags: 0,
             uid_map: vec![],
             gid_map: vec![],
-            cgroup2: self
-                .state
-                .cgroup
-                .cgroup2_dir()
-                .map(std::path::Path::to_path_buf),
+            cgroup2,
         }))?;
         let FromInit::Pid { pid, in_cgroup2 } = pipe.recv()? else {
             return Err(anyhow::anyhow!("init pipe: expected Pid").into());
         };
         undo.0 = pid;
-        self.state.cgroup.join_cgroup2(pid, in_cgroup2)?;
+        if !paused {
+            self.state.cgroup.join_cgroup2(pid, in_cgroup2)?;
+        }
         if let Some(adj) = opts.process.oom_score_adj() {
             security::set_oom_score_adj(pid, adj)?;
         }
@@ -99,11 +119,23 @@ impl Container {
         pipe.send(&ToInit::Exec(Box::new(ExecConfig {
             process: opts.process,
             seccomp: seccomp.as_deref().cloned(),
+            paused,
         })))?;
         let mut console = None;
         loop {
             match pipe.recv_or_eof()? {
+                None if paused => {
+                    return Err(crate::Error::Init(
+                        "exec'd process exited without reporting".into(),
+                    ))
+                }
                 None => break,
+                Some(FromInit::Ready) if paused => {
+                    enter_frozen(self, &mut pipe, pid)?;
+                    // It execs once thawed: neither its end of file nor an exec failure can
+                    // come before, and nothing is left to wait for.
+                    break;
+                }
                 Some(FromInit::Console) => console = Some(pipe.recv_fd()?),
                 Some(FromInit::Seccomp) => {
                     let st = HookState {
@@ -125,6 +157,16 @@ impl Container {
         let _ = first.wait_timeout(Some(Duration::from_secs(2)));
         Ok(ExecProcess { pid, console })
     }
+}
+
+/// Step E6b: the process of an exec into a paused container is ready to exec; move it into the
+/// container's (frozen) cgroup, where it freezes, and let it go on once thawed.
+fn enter_frozen(c: &Container, pipe: &mut sync::ParentEnd, pid: i32) -> Result<()> {
+    c.state
+        .cgroup
+        .enter(pid)
+        .context("move the exec'd process into the paused container's cgroup")?;
+    pipe.send(&ToInit::Resume)
 }
 
 /// Kills the exec'd process if exec fails after it was forked.

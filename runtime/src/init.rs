@@ -177,6 +177,11 @@ fn exec_process(pipe: &mut InitEnd, cfg: &ExecConfig) -> anyhow::Result<Infallib
     }
     // The container's seccomp filter applies to every process in it, as with runc.
     let target = prepare_exec(pipe, process, cfg.seccomp.as_ref())?;
+    if cfg.paused {
+        // Step E6b: the parent moves us into the frozen cgroup; `Resume` is read once thawed.
+        pipe.send(&FromInit::Ready)?;
+        pipe.expect("Resume")?;
+    }
     // The pipe is close-on-exec: the parent sees a clean end of file when execve succeeds.
     Err(target.exec())
 }

@@ -70,6 +70,18 @@ pub struct State {
     /// annotations of the spec (given to hooks)
     #[serde(default)]
     pub annotations: std::collections::HashMap<String, String>,
+    /// when the container was created (its init forked), nanoseconds since the Unix epoch;
+    /// 0 in state written before this was recorded
+    #[serde(default)]
+    pub created_ns: u64,
+}
+
+/// Now, in nanoseconds since the Unix epoch (for [`State::created_ns`]).
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 fn yes() -> bool {
@@ -181,11 +193,13 @@ mod tests {
             own_pid_namespace: true,
             seccomp: None,
             annotations: Default::default(),
+            created_ns: 1_700_000_000_123_456_789,
         };
         s.save(&d).unwrap();
         let back = State::load(&d, "c1").unwrap();
         std::fs::remove_dir_all(&d).unwrap();
         assert_eq!(back.pid, 5);
+        assert_eq!(back.created_ns, 1_700_000_000_123_456_789);
         assert!(back.started);
         assert!(matches!(State::load(&d, "c1"), Err(Error::NotFound(_))));
     }

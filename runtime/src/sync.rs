@@ -32,7 +32,11 @@
 //! | E5   | P           | `Exec`              | P has joined the process to the cgroup and set its rlimits; it sets up its terminal, credentials, cwd, installs the container's seccomp filter (sent compiled in `Exec`) and execs |
 //! | E6   | I           | `Console` + fd      | (only with a terminal) as step 7a                         |
 //! | E6a  | I / P       | `Seccomp` + fd, `SeccompDone` | (only with a notify filter) as steps 9a-9b, with the exec'd process's pid in the state sent to the agent |
+//! | E6b  | I           | `Ready`             | (only into a paused container) the process is ready to exec; P moves it into the frozen cgroup, where it freezes, sends `Resume` and stops listening: it execs once thawed |
 //! | E7   | -           | end of file         | the pipe is close-on-exec: a clean end of file means exec succeeded |
+//!
+//! Into a paused container, nothing may freeze before it has answered: step 0 and step 4 then
+//! leave the first child and the process outside the cgroup, which the process joins at E6b.
 //!
 //! An end of file where a message was due means the other side died; the parent reports that
 //! as "init exited without reporting".
@@ -114,6 +118,10 @@ pub struct ExecConfig {
     /// in it.
     #[serde(default)]
     pub seccomp: Option<Filter>,
+    /// The container is paused: the process is not in its cgroup yet; once ready to exec it
+    /// reports `Ready` and waits for `Resume` (step E6b).
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// Messages the parent sends.

@@ -28,6 +28,10 @@ pub struct Cli {
     /// Use the systemd cgroup driver (`cgroupsPath` of the form `slice:prefix:name`).
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
+    /// runc's rootless mode: `true`, `false` or `auto` (default). Accepted for compatibility:
+    /// myshim decides from the caller's rights and the spec's user namespace.
+    #[arg(long, value_enum, default_value_t = Rootless::Auto)]
+    pub rootless: Rootless,
     /// Accepted for runc compatibility (checkpoint/restore is not supported).
     #[arg(long, global = true, hide = true)]
     pub criu: Option<String>,
@@ -37,6 +41,17 @@ pub struct Cli {
     /// The command.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// Values of the global `--rootless`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Rootless {
+    /// rootless
+    True,
+    /// not rootless
+    False,
+    /// rootless when not run as root
+    Auto,
 }
 
 /// Log line formats (runc's `--log-format`).
@@ -250,13 +265,13 @@ pub struct Update {
     #[arg(short = 'r', long)]
     pub resources: Option<PathBuf>,
     /// Memory limit (bytes, or with k/m/g suffix; -1: none).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub memory: Option<String>,
     /// Memory soft limit.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub memory_reservation: Option<String>,
     /// Memory plus swap limit.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub memory_swap: Option<String>,
     /// CPU CFS quota in microseconds (-1: none).
     #[arg(long, allow_hyphen_values = true)]
@@ -279,6 +294,30 @@ pub struct Update {
     /// Block I/O weight.
     #[arg(long)]
     pub blkio_weight: Option<u16>,
+    /// CPU realtime period in microseconds.
+    #[arg(long)]
+    pub cpu_rt_period: Option<u64>,
+    /// CPU realtime runtime in microseconds per period (-1: no limit).
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_rt_runtime: Option<i64>,
+    /// CPU CFS burst in microseconds.
+    #[arg(long)]
+    pub cpu_burst: Option<u64>,
+    /// 1: SCHED_IDLE for the cgroup, 0: the default.
+    #[arg(long)]
+    pub cpu_idle: Option<i64>,
+    /// Deprecated (kernel memory limits are gone): accepted and ignored with a warning.
+    #[arg(long, hide = true)]
+    pub kernel_memory: Option<String>,
+    /// Deprecated (kernel memory limits are gone): accepted and ignored with a warning.
+    #[arg(long, hide = true)]
+    pub kernel_memory_tcp: Option<String>,
+    /// Intel RDT L3 cache schema (not supported: refused).
+    #[arg(long)]
+    pub l3_cache_schema: Option<String>,
+    /// Intel RDT memory bandwidth schema (not supported: refused).
+    #[arg(long)]
+    pub mem_bw_schema: Option<String>,
     /// Container id.
     pub id: String,
 }
@@ -305,4 +344,39 @@ pub struct SpecArgs {
     /// A spec for a rootless container (user namespace mapping the caller).
     #[arg(long)]
     pub rootless: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(argv: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(["myshim"].iter().chain(argv))
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_rootless_takes_runcs_values() {
+        for (value, want) in [
+            ("true", Rootless::True),
+            ("false", Rootless::False),
+            ("auto", Rootless::Auto),
+        ] {
+            let cli = parse(&["--rootless", value, "list"]).expect(value);
+            assert_eq!(cli.rootless, want);
+        }
+        assert_eq!(parse(&["list"]).unwrap().rootless, Rootless::Auto);
+        assert!(parse(&["--rootless", "maybe", "list"]).is_err());
+        // spec's own --rootless (a switch) is another flag
+        let cli = parse(&["--rootless", "false", "spec", "--rootless"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Spec(SpecArgs { rootless: true, .. }))
+        ));
+    }
 }

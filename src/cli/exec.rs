@@ -1,7 +1,8 @@
 //! `exec`: a new process in a running container, from `--process` (an OCI process JSON, as
 //! containerd's runc shim passes it) or from the container's own process in config.json with the
 //! command line's arguments and overrides. Detached, the process is reparented to the caller's
-//! subreaper; attached, to this process, which exits with its status.
+//! subreaper; attached, to this process, which exits with its status. Into a paused container
+//! only with `--ignore-paused`: the process then sits frozen in the container until `resume`.
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -19,11 +20,8 @@ pub fn exec(root: &Path, a: &Exec) -> anyhow::Result<i32> {
     let container = load(root, &a.id)?;
     match container.status() {
         Status::Running => {}
-        Status::Paused if a.ignore_paused => {
-            bail!(
-                "exec into a paused container is not supported (--ignore-paused): resume it first"
-            )
-        }
+        // The process joins the frozen cgroup and runs once the container is resumed.
+        Status::Paused if a.ignore_paused => {}
         Status::Paused => {
             bail!("cannot exec in a paused container (use --ignore-paused to override)")
         }
@@ -32,7 +30,8 @@ pub fn exec(root: &Path, a: &Exec) -> anyhow::Result<i32> {
     let process = process_of(container.bundle(), a)?;
     let terminal = process.terminal() == Some(true);
     console::check(terminal, a.console_socket.as_deref(), a.detach)?;
-    let extras = fds::passed(a.preserve_fds, false)?;
+    let mut extras = fds::passed(a.preserve_fds, false)?;
+    extras.ignore_paused = a.ignore_paused;
     let waiter = if a.detach {
         None
     } else {

@@ -22,9 +22,13 @@ fn describe(root: &Path, id: &str) -> anyhow::Result<Value> {
     let st = State::load(&dir, id)?;
     let status = container.status();
     let pid = if status == Status::Stopped { 0 } else { st.pid };
-    let created = time::process_start(st.pid_start)
-        .map(time::rfc3339)
-        .unwrap_or_default();
+    // Recorded at create; state from before that has the init's start time (10 ms ticks).
+    let created = match st.created_ns {
+        0 => time::process_start(st.pid_start),
+        ns => Some(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns)),
+    }
+    .map(time::rfc3339)
+    .unwrap_or_default();
     let mut v = json!({
         "ociVersion": OCI_VERSION,
         "id": id,
@@ -106,6 +110,8 @@ pub fn list(root: &Path, a: &List) -> anyhow::Result<()> {
         return Ok(());
     }
     match a.format {
+        // As runc's (a nil slice): `null` when there is nothing.
+        Format::Json if states.is_empty() => println!("null"),
         Format::Json => println!("{}", serde_json::to_string(&states)?),
         Format::Table => {
             let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]

@@ -338,6 +338,28 @@ impl CgroupManager {
         }
     }
 
+    /// Move `pid` into the container's existing cgroup in every hierarchy, the one that
+    /// freezes last (v1: the freezer's; v2: the only one). For an exec into a paused container:
+    /// its process cannot be born in the cgroup (the helper forking it would freeze before it
+    /// answers), and once it joins the frozen cgroup it freezes at once, so it must be in every
+    /// other hierarchy by then.
+    pub fn enter(&self, pid: i32) -> Result<()> {
+        let freezes = |h: &&Hierarchy| {
+            if h.unified {
+                self.layout == Layout::V2
+            } else {
+                h.controllers.iter().any(|c| c == "freezer")
+            }
+        };
+        let pid = pid.to_string();
+        let (last, first): (Vec<&Hierarchy>, Vec<&Hierarchy>) =
+            self.hierarchies.iter().partition(freezes);
+        for h in first.into_iter().chain(last) {
+            files::write(&h.dir, "cgroup.procs", &pid)?;
+        }
+        Ok(())
+    }
+
     /// Create the cgroup's directories in every hierarchy (nothing joins them).
     fn create_dirs(&self, created: &mut Vec<PathBuf>) -> Result<()> {
         for h in &self.hierarchies {

@@ -10,6 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
@@ -115,6 +116,21 @@ impl OomWatcher {
                 Ok(fired)
             }
         }
+    }
+}
+
+impl OomWatcher {
+    /// [`OomWatcher::drain`] without waiting for the fd: v1 reads the eventfd only if it is
+    /// readable; v2 compares the counter whether or not inotify has told yet (the kernel
+    /// notifies a little after the kill). For a last look before giving up on a cgroup.
+    pub fn drain_now(&mut self) -> Result<bool> {
+        if let OomWatcher::V1 { event, .. } = self {
+            let mut fds = [PollFd::new(event.as_fd(), PollFlags::POLLIN)];
+            if poll(&mut fds, PollTimeout::ZERO).context("poll OOM eventfd")? == 0 {
+                return Ok(false);
+            }
+        }
+        self.drain()
     }
 }
 

@@ -350,3 +350,46 @@ fn cgroup2_device_program_denies_then_allows() {
         std::panic::resume_unwind(p);
     }
 }
+
+#[test]
+#[ignore = "needs root and a cgroup v1 host; run by hand"]
+fn v1_enter_joins_a_frozen_cgroup_last_in_the_freezer() {
+    if !v1_root() {
+        return;
+    }
+    let id = format!("myshim-selftest-enter-{}", std::process::id());
+    let mgr = CgroupManager::new(Some(Path::new(&id)), &id).unwrap();
+    let mut first = Command::new("sleep").arg("100").spawn().unwrap();
+    let mut late = Command::new("sleep").arg("100").spawn().unwrap();
+    let pid = late.id() as i32;
+    let outcome = std::panic::catch_unwind(|| {
+        mgr.apply(first.id() as i32).unwrap();
+        mgr.freeze().unwrap();
+        mgr.enter(pid).unwrap();
+        let mut pids = mgr.pids().unwrap();
+        pids.sort_unstable();
+        let mut want = vec![first.id() as i32, pid];
+        want.sort_unstable();
+        assert_eq!(pids, want);
+        let theirs = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        for dir in mgr.dirs() {
+            let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+            assert!(
+                procs.lines().any(|l| l == pid.to_string()),
+                "{pid} not in {}: {theirs}",
+                dir.display()
+            );
+        }
+        assert!(mgr.is_frozen().unwrap());
+    });
+    let _ = mgr.thaw();
+    for c in [&mut first, &mut late] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    mgr.destroy().unwrap();
+    remove_parents(&mgr);
+    if let Err(p) = outcome {
+        std::panic::resume_unwind(p);
+    }
+}
