@@ -4,11 +4,11 @@
 //! ([`descriptors`]); a restore that makes the container anew (state, cgroup) and has criu
 //! rebuild the process tree in it, wired to new stdio pipes.
 //!
-//! - [`version`]: finding criu, its version, the clear "CRIU unavailable" error
-//! - [`dump`]: [`Container::checkpoint`](crate::Container::checkpoint)
-//! - [`restore`]: [`Container::restore`](crate::Container::restore)
-//! - [`mounts`]: external mounts, mount points, the restore's root
-//! - [`log`]: criu's error lines quoted in failures
+//! - [`version`] — finding criu, its version, the clear "CRIU unavailable" error
+//! - [`dump`] — [`Container::checkpoint`](crate::Container::checkpoint)
+//! - [`restore`] — [`Container::restore`](crate::Container::restore)
+//! - [`mounts`] — external mounts, mount points, the restore's root
+//! - [`log`] — criu's error lines quoted in failures
 
 pub mod descriptors;
 pub mod dump;
