@@ -5,7 +5,7 @@
 //! after the dump; otherwise it keeps running.
 
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -101,8 +101,9 @@ impl Container {
         });
         let mut o = Criu_opts::new();
         super::common_opts(&mut o, &opts.features, LOG_FILE)?;
-        o.set_images_dir_fd(Child::fd_number(0));
-        o.set_work_dir_fd(Child::fd_number(1));
+        // criu opens these through /proc/<our pid>/fd (the socket's peer): our fd numbers.
+        o.set_images_dir_fd(images_fd.as_raw_fd());
+        o.set_work_dir_fd(work_fd.as_raw_fd());
         o.set_pid(self.state.pid);
         o.set_root(rootfs.to_string_lossy().into_owned());
         o.set_leave_running(!opts.exit || opts.pre_dump);
@@ -140,7 +141,7 @@ impl Container {
 
         let child = Child {
             stdio: [None, None, None],
-            fds: vec![images_fd.as_fd(), work_fd.as_fd()],
+            fds: Vec::new(),
         };
         let log_path = work_path.join(LOG_FILE);
         let result = (|| -> anyhow::Result<()> {

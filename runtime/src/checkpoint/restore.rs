@@ -9,7 +9,7 @@
 //! the cgroup and the state directory removed, the rootfs bind unmounted.
 
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -184,8 +184,9 @@ fn restore_in(
 
     let mut o = Criu_opts::new();
     super::common_opts(&mut o, &ropts.features, LOG_FILE)?;
-    o.set_images_dir_fd(Child::fd_number(0));
-    o.set_work_dir_fd(Child::fd_number(1));
+    // criu opens these through /proc/<our pid>/fd (the socket's peer): our fd numbers.
+    o.set_images_dir_fd(images.as_raw_fd());
+    o.set_work_dir_fd(work.as_raw_fd());
     o.set_root(root.path().to_string_lossy().into_owned());
     o.set_rst_sibling(true);
     o.set_evasive_devices(true);
@@ -212,7 +213,7 @@ fn restore_in(
                     .with_context(|| format!("open namespace {}", path.display()))?;
                 let mut i = Inherit_fd::new();
                 i.set_key(super::ns_key(t));
-                i.set_fd(Child::fd_number(2 + ns_files.len()));
+                i.set_fd(Child::fd_number(ns_files.len()));
                 o.inherit_fd.push(i);
                 ns_files.push(f);
             }
@@ -230,8 +231,7 @@ fn restore_in(
         }
     }
 
-    let mut extra: Vec<BorrowedFd<'_>> = vec![images.as_fd(), work.as_fd()];
-    extra.extend(ns_files.iter().map(AsFd::as_fd));
+    let extra: Vec<BorrowedFd<'_>> = ns_files.iter().map(AsFd::as_fd).collect();
     let child = Child {
         stdio: [
             borrow(&opts.stdio.stdin),

@@ -2,9 +2,11 @@
 //! a `SOCK_SEQPACKET` socketpair, one request and its answers, notifications included.
 //!
 //! The criu child gets the container's stdio as its fds 0-2 (a restore hands them on with
-//! `inherit_fd`), its end of the socket at fd 3 and the caller's extra fds (image and work
-//! directories, namespace files) at 4, 5, ... — placed between fork and exec, so no fd of ours
-//! is ever left inheritable for the shim's other children. It is spawned through
+//! `inherit_fd`), its end of the socket at fd 3 and the caller's extra fds (namespace files for
+//! `inherit_fd`) at 4, 5, ... — placed between fork and exec, so no fd of ours is ever left
+//! inheritable for the shim's other children. The image and work directories are not passed:
+//! criu opens `images_dir_fd` and `work_dir_fd` as `/proc/<peer>/fd/<n>` of the process at the
+//! other end of its socket, i.e. they are fd numbers of the caller. It is spawned through
 //! [`crate::reaper`] (the shim reaps every child itself), killed and reaped if the session is
 //! dropped before it finished, and every read is bounded: a criu that dies closes the socket, a
 //! criu that hangs is killed after [`REPLY_TIMEOUT`].
