@@ -8,6 +8,10 @@
 //! it is missing): checkpoint and restore answer a clear "CRIU unavailable" error, the
 //! container keeps running, nothing is left.
 //!
+//! The containers that are checkpointed run in the host's network namespace (`--net-host`):
+//! criu dumps a network namespace of the container's own with iproute2's `ip`, which the
+//! guest image lacks (that case is checked to fail clearly).
+//!
 //! The corrupted (or, without criu, any) checkpoint image is made by hand: a criu tar with
 //! `descriptors.json` and garbage images, the spec as containerd stores it, an index naming
 //! the base image, runtime and snapshotter, as `ctr containers checkpoint` makes them.
@@ -99,7 +103,7 @@ fn checkpoint_and_restore_carry_the_process_state() {
     }
     let id = unique_id("ckpt-restore");
     let image = format!("checkpoint/{id}:1");
-    run_detached(&id, &[], COUNTER);
+    run_detached(&id, &["--net-host"], COUNTER);
     let before = count_above(&id, 2, "a");
 
     // Leave-running checkpoint: the task goes on.
@@ -153,7 +157,7 @@ fn checkpoint_with_exit_stops_the_task() {
         return;
     }
     let id = unique_id("ckpt-exit");
-    run_detached(&id, &[], COUNTER);
+    run_detached(&id, &["--net-host"], COUNTER);
     count_above(&id, 1, "a");
     let out = ctr(&["tasks", "checkpoint", "--exit", &id]);
     assert!(
@@ -189,6 +193,38 @@ fn checkpoint_without_criu_is_refused_clearly() {
     eprintln!("checkpoint failed as expected: {}", text.trim());
     assert!(text.contains("CRIU unavailable"), "ctr said: {text}");
     // containerd resumes what it paused for the checkpoint: the task runs on.
+    wait_task_status(&id, "RUNNING", Duration::from_secs(20));
+    kill_delete_rm(&id);
+}
+
+/// Whether iproute2's `ip` is installed (criu needs it for a network namespace).
+fn ip_installed() -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .any(|d| d.join("ip").exists())
+}
+
+#[test]
+fn checkpoint_of_a_network_namespace_without_ip_is_refused_clearly() {
+    if !need_criu() || !testing_myshim() {
+        return;
+    }
+    if ip_installed() {
+        eprintln!("skipped: iproute2 is installed (this test checks the error without it)");
+        return;
+    }
+    let id = unique_id("ckpt-noip");
+    run_detached(&id, &[], &["sleep", "600"]);
+    let out = ctr(&["tasks", "checkpoint", &id]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "checkpoint without ip: {out:?}");
+    eprintln!("checkpoint failed as expected: {}", text.trim());
+    assert!(text.contains("iproute2"), "ctr said: {text}");
     wait_task_status(&id, "RUNNING", Duration::from_secs(20));
     kill_delete_rm(&id);
 }
@@ -286,6 +322,10 @@ fn fake_checkpoint(name: &str, id: &str, cmd: &[&str]) {
     let _ = std::fs::remove_dir_all(&dir);
 
     let mut spec = env().default_spec.clone();
+    // In the host's network namespace (as with `ctr run --net-host`): criu needs no ip tool.
+    if let Some(list) = spec["linux"]["namespaces"].as_array_mut() {
+        list.retain(|n| n["type"] != "network");
+    }
     spec["process"]["args"] = serde_json::json!(cmd);
     spec["process"]["terminal"] = serde_json::json!(false);
     spec["root"] = serde_json::json!({ "path": "rootfs" });

@@ -78,6 +78,7 @@ impl Container {
         let spec = Spec::load(bundle.join("config.json"))
             .with_context(|| format!("load {}/config.json", bundle.display()))?;
         let rootfs = super::rootfs_of(&spec, bundle)?;
+        super::check_ip_tool(&spec, &opts.features)?;
 
         let mut images = MadeDir::ensure(&opts.image_path)?;
         let work_path = opts

@@ -131,10 +131,42 @@ fn common_opts(opts: &mut Criu_opts, f: &Features, log_file: &str) -> Result<()>
 }
 
 fn has_iptables() -> bool {
+    has_tool("iptables-restore")
+}
+
+fn has_tool(name: &str) -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].iter().map(PathBuf::from))
-        .any(|d| d.join("iptables-restore").exists())
+        .chain(
+            ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+                .iter()
+                .map(PathBuf::from),
+        )
+        .any(|d| d.join(name).exists())
+}
+
+/// criu saves and restores a network namespace's addresses and routes with iproute2's `ip`
+/// (`ip addr save` / `restore`): without it a container with a network namespace of its own
+/// cannot be checkpointed or restored, unless that namespace is restored empty.
+fn check_ip_tool(spec: &Spec, f: &Features) -> Result<()> {
+    let own_netns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default()
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Network && n.path().is_none());
+    let empty = empty_ns(&f.empty_namespaces)? & libc::CLONE_NEWNET as u32 != 0;
+    if own_netns && !empty && std::env::var_os("CR_IP_TOOL").is_none() && !has_tool("ip") {
+        return Err(Error::Unavailable(
+            "criu needs the ip tool (iproute2) to checkpoint or restore a container's own \
+             network namespace, and none is installed: install iproute2, run the container in \
+             the host's network namespace, or restore its network namespace empty \
+             (empty_namespaces: network)"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// criu's name for a namespace type.

@@ -45,6 +45,7 @@ impl Container {
             )));
         }
         let fds = descriptors::read(images)?;
+        super::check_ip_tool(&spec, &ropts.features)?;
         let dir = state::dir(&opts.root, &opts.id)?;
         let linux = spec
             .linux()
