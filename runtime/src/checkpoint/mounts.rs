@@ -177,15 +177,8 @@ impl RootBind {
         )
         .with_context(|| format!("bind {} at {}", rootfs.display(), bind.path.display()))?;
         bind.mounted = true;
-        // Its mounts must not propagate to the host's peers (nor the host's to it).
-        mount(
-            None::<&str>,
-            &bind.path,
-            None::<&str>,
-            MsFlags::MS_PRIVATE | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .with_context(|| format!("make {} private", bind.path.display()))?;
+        // Left with the propagation it got: criu (mount-v2) copies the root's sharing group to
+        // the restored root mount, which fails on a private mount.
         Ok(bind)
     }
 
