@@ -229,6 +229,33 @@ fn checkpoint_of_a_network_namespace_without_ip_is_refused_clearly() {
     kill_delete_rm(&id);
 }
 
+/// `-info` (what containerd 2.x asks the shim) says whether checkpoint can work: runc's
+/// `org.opencontainers.runc.checkpoint.enabled` and criu's version, or why it is unavailable.
+#[test]
+fn checkpoint_support_is_reported_by_info() {
+    let out = Command::new(env!("CARGO_BIN_EXE_containerd-shim-myshim-v2"))
+        .arg("-info")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the shim's -info");
+    assert!(out.status.success(), "-info: {out:?}");
+    // The features document is JSON inside the RuntimeInfo message.
+    let text = String::from_utf8_lossy(&out.stdout);
+    if criu_installed() {
+        assert!(
+            text.contains(r#""org.opencontainers.runc.checkpoint.enabled":"true""#),
+            "{text}"
+        );
+        assert!(text.contains("/criu "), "{text}");
+    } else {
+        assert!(
+            text.contains(r#""org.opencontainers.runc.checkpoint.enabled":"false""#),
+            "{text}"
+        );
+        assert!(text.contains("CRIU unavailable"), "{text}");
+    }
+}
+
 // --- a checkpoint image made by hand -----------------------------------------------------------
 
 const MEDIA_CRIU_TAR: &str = "application/vnd.containerd.container.criu.checkpoint.criu.tar";
