@@ -39,7 +39,7 @@ fn cgroup2_line_is_the_container_path() {
         let pids = task_pids(&id);
         (pids.len() == 2).then_some(pids)
     });
-    let want = format!("0::/{NAMESPACE}/{id}");
+    let want = format!("0::{}", container_cgroup(&id));
     assert!(
         pids.contains(&task.pid),
         "{pids:?} has the init {}",
@@ -144,5 +144,159 @@ fn device_rules_deny_a_node_made_with_mknod() {
         out.stderr.contains("Operation not permitted"),
         "the open is refused by the cgroup: {out:?}"
     );
+    assert_nothing_left(&id);
+}
+
+/// `systemctl show UNIT -p PROP --value`.
+fn unit_property(unit: &str, prop: &str) -> String {
+    command_stdout("systemctl", &["show", unit, "-p", prop, "--value"])
+}
+
+/// Run `prog args` and return its stdout, trimmed (empty if it cannot run).
+fn command_stdout(prog: &str, args: &[&str]) -> String {
+    std::process::Command::new(prog)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// A pod's slice as a Kubernetes node names it (`<root>-<qos>-pod<uid>.slice`, each dash a
+/// level of nesting), under a root of the tests' own (`myshimpods`, not `kubepods`).
+fn pod_slice(id: &str) -> (String, String) {
+    let uid = id.replace('-', "_");
+    let slice = format!("myshimpods-besteffort-pod{uid}.slice");
+    let dir = format!("/myshimpods.slice/myshimpods-besteffort.slice/{slice}");
+    (slice, dir)
+}
+
+/// The systemd driver as a Kubernetes node drives it: cgroupsPath
+/// `<pod slice>:cri-containerd:<id>` makes the scope `cri-containerd-<id>.scope` in the pod's
+/// nested slice, with the spec's memory and cpu limits both as the unit's properties and in its
+/// cgroup files; delete stops the unit and removes its cgroup. Needs systemd as pid 1 (the
+/// cgroup v2 guests); skipped elsewhere (`systemd_cgroups_path` covers the error there).
+#[test]
+fn systemd_scope_in_a_pod_slice_carries_the_limits() {
+    if !systemd_reachable() || !cgroup_v2() {
+        eprintln!("skipped: needs systemd as pid 1 and cgroup v2 (the guest suites)");
+        return;
+    }
+    let id = unique_id("sdpod");
+    let _g = Guard(id.clone());
+    let (slice, slice_dir) = pod_slice(&id);
+    let unit = format!("cri-containerd-{id}.scope");
+    let path = format!("{slice}:cri-containerd:{id}");
+    run_detached(
+        &id,
+        &[
+            "--cgroup",
+            &path,
+            "--memory-limit",
+            "67108864",
+            "--cpu-quota",
+            "50000",
+            "--cpu-period",
+            "100000",
+            "--cpu-shares",
+            "512",
+        ],
+        &["sleep", "1000"],
+    );
+    let task = wait_task_status(&id, "RUNNING", Duration::from_secs(240));
+    assert_eq!(
+        cgroup2_line(task.pid),
+        format!("0::{slice_dir}/{unit}"),
+        "the init is in the scope"
+    );
+    assert_eq!(unit_property(&unit, "ActiveState"), "active");
+    assert_eq!(unit_property(&unit, "Slice"), slice);
+    assert_eq!(unit_property(&unit, "MemoryMax"), "67108864");
+    assert_eq!(unit_property(&unit, "CPUQuotaPerSecUSec"), "500ms");
+    assert_eq!(unit_property(&unit, "CPUWeight"), "20");
+    let cg = format!("/sys/fs/cgroup{slice_dir}/{unit}");
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("{cg}/{f}"))
+            .unwrap_or_else(|e| panic!("{cg}/{f}: {e}"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(read("memory.max"), "67108864");
+    assert_eq!(read("cpu.max"), "50000 100000");
+    assert_eq!(read("cpu.weight"), "20");
+
+    kill_delete_rm(&id);
+    assert_ne!(
+        unit_property(&unit, "ActiveState"),
+        "active",
+        "{unit} stopped"
+    );
+    assert!(!std::path::Path::new(&cg).exists(), "{cg} is left");
+    assert_nothing_left(&id);
+    // the pod's slice is the kubelet's to remove: here the test's
+    let _ = command_stdout("systemctl", &["stop", &slice]);
+}
+
+/// runc's option `SystemdCgroup` (`containerd.runc.v1.Options`, as the CRI plugin sends it for a
+/// runc-type runtime) reaches the runtime: with a cgroupfs path (`/<namespace>/<id>`) create is
+/// refused with runc's reason and nothing is left behind; with a `slice:prefix:name` path and
+/// systemd as pid 1 the task runs in its scope.
+#[test]
+fn systemd_cgroup_option_selects_the_driver() {
+    let id = unique_id("sdopt");
+    let _g = Guard(id.clone());
+    let rt = env().runtime.clone();
+    let mut spec = spec_for(&id, &["sleep", "1000"]);
+    spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/{NAMESPACE}/{id}"));
+    let spec_path = write_spec(&id, &spec);
+    ctr_ok(&[
+        "containers",
+        "create",
+        "--runtime",
+        &rt,
+        "--config",
+        &spec_path,
+        &id,
+    ]);
+    let refused = grpc::task_create_systemd_cgroup(&id);
+    assert!(
+        refused.is_err(),
+        "create with SystemdCgroup and {spec_path}"
+    );
+    assert!(
+        containerd_log(&id).contains("slice:prefix:name"),
+        "containerd's log has the reason:\n{}",
+        containerd_log(&id)
+    );
+    ctr_ok(&["containers", "rm", &id]);
+    assert_nothing_left(&id);
+
+    if !systemd_reachable() {
+        eprintln!("positive half skipped: needs systemd as pid 1");
+        return;
+    }
+    let id = unique_id("sdopt");
+    let _g = Guard(id.clone());
+    let mut spec = spec_for(&id, &["sleep", "1000"]);
+    spec["linux"]["cgroupsPath"] = serde_json::json!(format!("system.slice:myshim:{id}"));
+    let spec_path = write_spec(&id, &spec);
+    ctr_ok(&[
+        "containers",
+        "create",
+        "--runtime",
+        &rt,
+        "--config",
+        &spec_path,
+        &id,
+    ]);
+    let pid = grpc::task_create_systemd_cgroup(&id)
+        .unwrap_or_else(|e| panic!("create {id}: {e}\n{}", containerd_log(&id)));
+    let unit = format!("myshim-{id}.scope");
+    assert!(
+        cgroup2_line(pid).ends_with(&format!("/system.slice/{unit}")),
+        "{}",
+        cgroup2_line(pid)
+    );
+    kill_delete_rm(&id);
+    assert_no_unit_cgroup(&unit);
     assert_nothing_left(&id);
 }

@@ -350,7 +350,8 @@ fn inside_only_stdio_fds_are_open() {
     assert_nothing_left(&id);
 }
 
-/// The container runs in the spec's cgroupsPath, /<namespace>/<id> (containerd's default),
+/// The container runs in the spec's cgroupsPath, /<namespace>/<id> (containerd's default; its
+/// scope under the systemd driver),
 /// in every v1 hierarchy (the spec has no cgroup namespace, so the full path shows).
 #[test]
 fn inside_cgroup_is_namespace_slash_id() {
@@ -358,7 +359,7 @@ fn inside_cgroup_is_namespace_slash_id() {
     let _g = Guard(id.clone());
     let out = run_rm(&id, &["cat", "/proc/self/cgroup"]);
     assert_eq!(out.code, 0, "{out:?}");
-    let want = format!("/{NAMESPACE}/{id}");
+    let want = container_cgroup(&id);
     let line = container_cgroup_line(&out.stdout)
         .unwrap_or_else(|| panic!("no memory (v1) or 0:: (v2) line in /proc/self/cgroup: {out:?}"));
     assert!(
@@ -524,4 +525,27 @@ fn twenty_concurrent_containers() {
     for id in &ids {
         assert_nothing_left(id);
     }
+}
+
+/// A spec without `RLIMIT_NOFILE` leaves the container the open-file limit the shim was started
+/// with (containerd's, here this test's), although the shim raises its own to serve a pod's
+/// many containers (as Go's runtime does for runc's shim).
+#[test]
+fn open_file_limit_is_not_the_shims_raised_one() {
+    let id = unique_id("nofile");
+    let _g = Guard(id.clone());
+    let mut spec = spec_for(&id, &["sh", "-c", "ulimit -Sn"]);
+    if let Some(p) = spec["process"].as_object_mut() {
+        p.remove("rlimits");
+    }
+    let out = run_config_rm(&id, &spec);
+    assert_eq!(out.code, 0, "{out:?}");
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the local struct.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    assert_eq!(out.stdout.trim(), lim.rlim_cur.to_string(), "{out:?}");
+    assert_nothing_left(&id);
 }

@@ -628,11 +628,17 @@ fn busy_cgroup_is_refused_and_its_process_survives() {
         .spawn()
         .expect("spawn sleep");
     let mut dirs = Vec::new();
-    for ent in fs::read_dir("/sys/fs/cgroup")
-        .expect("read /sys/fs/cgroup")
-        .flatten()
-    {
-        let p = ent.path();
+    // every v1 hierarchy (and the unified one of a hybrid host), or the one cgroup v2 root
+    let roots: Vec<PathBuf> = if cgroup_v2() {
+        vec![PathBuf::from("/sys/fs/cgroup")]
+    } else {
+        fs::read_dir("/sys/fs/cgroup")
+            .expect("read /sys/fs/cgroup")
+            .flatten()
+            .map(|e| e.path())
+            .collect()
+    };
+    for p in roots {
         if p.is_symlink() || !p.join("cgroup.procs").exists() {
             continue;
         }

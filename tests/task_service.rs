@@ -17,9 +17,9 @@
 //!   terminal right after the start and on SIGWINCH; the terminal tests run ctr in a
 //!   pseudo-terminal (util-linux `script`) whose size they set with `stty`.
 //!
-//! The cgroup checks read the container's cgroup files on the host: the container's line of
-//! /proc/<pid>/cgroup and the freezer state on cgroup v1 and v2 alike; the update checks read
-//! v1 files (/sys/fs/cgroup/<controller>/<namespace>/<id>) only so far.
+//! The cgroup checks read the container's cgroup files on the host (the container's line of
+//! /proc/<pid>/cgroup, the freezer state, the limits an update writes) on cgroup v1 and v2, under
+//! the cgroupfs or the systemd driver (`MYSHIM_TEST_CGROUPS=systemd`).
 
 mod common;
 
@@ -71,15 +71,6 @@ fn exec_retry_lost(
 /// [`exec_retry_lost`] for a process that prints something on stdout.
 fn exec_out(id: &str, exec_id: &str, opts: &[&str], cmd: &[&str]) -> RunOutput {
     exec_retry_lost(id, exec_id, opts, cmd, |o| o.stdout.is_empty())
-}
-
-/// A v1 cgroup file of the container: /sys/fs/cgroup/<ctrl>/<namespace>/<id>/<file>, trimmed.
-fn cgroup_file(ctrl: &str, id: &str, file: &str) -> String {
-    let path = format!("/sys/fs/cgroup/{ctrl}/{NAMESPACE}/{id}/{file}");
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
-        .trim()
-        .to_string()
 }
 
 /// `ctr task ps ID`: (pid, INFO column) per process.
@@ -241,7 +232,7 @@ fn exec_runs_inside_the_container() {
     assert!(
         inner
             .as_deref()
-            .is_some_and(|l| l.ends_with(&format!(":/{NAMESPACE}/{id}"))),
+            .is_some_and(|l| l.ends_with(&format!(":{}", container_cgroup(&id)))),
         "{inner:?}"
     );
 
@@ -629,12 +620,12 @@ impl Drop for ResumeOnPanic {
 
 /// The container's freezer state as cgroup v1 names it (v2: `frozen` of cgroup.events).
 fn freezer_state(id: &str) -> String {
-    if !cgroup_v2() {
-        return cgroup_file("freezer", id, "freezer.state");
-    }
-    let path = container_cgroup_file(id, "freezer", "", "cgroup.events");
+    let path = container_cgroup_file(id, "freezer", "freezer.state", "cgroup.events");
     let events =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    if !cgroup_v2() {
+        return events.trim().to_string();
+    }
     match events.lines().any(|l| l.trim() == "frozen 1") {
         true => "FROZEN".into(),
         false => "THAWED".into(),
@@ -679,18 +670,47 @@ fn pause_and_resume() {
     kill_delete_rm(&id);
 }
 
+/// The container's memory limit and cpu settings as the host's cgroup files show them, in cgroup
+/// v1 terms: (memory limit, cpu shares, cfs quota, cfs period). On cgroup v2 the limit is
+/// `memory.max`, quota and period `cpu.max`, and the shares are `cpu.weight` (1–10000, converted
+/// from shares as runc does: 512 shares is weight 20).
+fn cgroup_limits(id: &str) -> (String, String, String, String) {
+    let read = |ctrl: &str, v1: &str, v2: &str| {
+        let path = container_cgroup_file(id, ctrl, v1, v2);
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .trim()
+            .to_string()
+    };
+    if !cgroup_v2() {
+        return (
+            read("memory", "memory.limit_in_bytes", ""),
+            read("cpu", "cpu.shares", ""),
+            read("cpu", "cpu.cfs_quota_us", ""),
+            read("cpu", "cpu.cfs_period_us", ""),
+        );
+    }
+    let max = read("cpu", "", "cpu.max");
+    let (quota, period) = max.split_once(' ').unwrap_or((&max, ""));
+    (
+        read("memory", "", "memory.max"),
+        read("cpu", "", "cpu.weight"),
+        quota.to_string(),
+        period.to_string(),
+    )
+}
+
 /// Update of a running task's resources (containerd's Tasks/Update, as `ctr task update` of
-/// later containerds sends it): the v1 cgroup files show the new memory limit, cpu shares,
-/// quota and period; a later update of the memory alone leaves the cpu settings as they are.
+/// later containerds sends it): the cgroup files show the new memory limit, cpu shares (v2:
+/// weight), quota and period; a later update of the memory alone leaves the cpu settings as
+/// they are.
 #[test]
 fn update_changes_the_cgroup_limits() {
     let id = unique_id("update");
     let _g = Guard(id.clone());
     run_sleeper(&id, &["--memory-limit", "33554432"]);
-    assert_eq!(
-        cgroup_file("memory", &id, "memory.limit_in_bytes"),
-        "33554432"
-    );
+    assert_eq!(cgroup_limits(&id).0, "33554432");
+    let shares = if cgroup_v2() { "20" } else { "512" };
 
     let resources = json!({
         "memory": { "limit": 67108864 },
@@ -699,16 +719,14 @@ fn update_changes_the_cgroup_limits() {
     if let Err(e) = grpc::task_update(&id, &resources) {
         panic!("update {resources}: {e}\n{}", containerd_log(&id));
     }
-    assert_eq!(
-        cgroup_file("memory", &id, "memory.limit_in_bytes"),
-        "67108864"
-    );
-    assert_eq!(cgroup_file("cpu", &id, "cpu.shares"), "512");
-    assert_eq!(cgroup_file("cpu", &id, "cpu.cfs_quota_us"), "50000");
-    assert_eq!(cgroup_file("cpu", &id, "cpu.cfs_period_us"), "100000");
+    let want = |mem: &str| (mem.into(), shares.into(), "50000".into(), "100000".into());
+    assert_eq!(cgroup_limits(&id), want("67108864"));
     let m = metrics(&id);
     assert_eq!(
-        m.get("memory.limit_in_bytes").map(String::as_str),
+        ["memory.limit_in_bytes", "memory.usage_limit"]
+            .iter()
+            .find_map(|k| m.get(*k))
+            .map(String::as_str),
         Some("67108864"),
         "metrics show the new limit: {m:?}"
     );
@@ -717,12 +735,7 @@ fn update_changes_the_cgroup_limits() {
     if let Err(e) = grpc::task_update(&id, &resources) {
         panic!("update {resources}: {e}\n{}", containerd_log(&id));
     }
-    assert_eq!(
-        cgroup_file("memory", &id, "memory.limit_in_bytes"),
-        "134217728"
-    );
-    assert_eq!(cgroup_file("cpu", &id, "cpu.shares"), "512");
-    assert_eq!(cgroup_file("cpu", &id, "cpu.cfs_quota_us"), "50000");
+    assert_eq!(cgroup_limits(&id), want("134217728"));
     assert_eq!(task_info(&id).map(|t| t.status), Some("RUNNING".into()));
     kill_delete_rm(&id);
 }

@@ -632,12 +632,13 @@ pub(crate) fn init_command(
     // The fds to place at 3, 4, ..., the init pipe last; allocated here, not after fork.
     let mut moves: Vec<i32> = fds.iter().map(AsRawFd::as_raw_fd).collect();
     moves.push(raw);
-    // SAFETY: the closure runs in the forked child before exec and only calls the
-    // async-signal-safe dup2/fcntl (no allocation); the caller keeps `child_end` and `fds`
-    // open until after spawn, so the raw fds are valid when the child runs.
+    // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
+    // calls (sigmask, rlimit, dup2, fcntl; no allocation); the caller keeps `child_end` and
+    // `fds` open until after spawn, so the raw fds are valid when the child runs.
     unsafe {
         cmd.pre_exec(move || {
             crate::reaper::clear_signal_mask()?;
+            crate::nofile::restore_in_child()?;
             if moves.len() > 1 {
                 return place_fds(&mut moves, pipe_fd);
             }

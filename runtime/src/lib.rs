@@ -15,6 +15,7 @@ pub mod features;
 pub mod hooks;
 pub mod init;
 pub mod namespaces;
+pub mod nofile;
 pub mod reaper;
 pub mod rootfs;
 pub mod sealed;

@@ -242,6 +242,23 @@ pub fn task_create(id: &str) -> Result<u32, String> {
     Ok(pb_varint_field(&resp, 2).unwrap_or(0) as u32) // CreateTaskResponse.pid
 }
 
+/// Type URL of runc's runtime options (`containerd.runc.v1.Options`), which the CRI plugin and
+/// `ctr --runc-systemd-cgroup` send for the runc runtime; myshim reads them too.
+pub const RUNC_OPTIONS_TYPE_URL: &str = "containerd.runc.v1.Options";
+
+/// `Tasks/Create` as [`task_create`], with runc's options carrying `SystemdCgroup = true`
+/// (`containerd.runc.v1.Options.systemd_cgroup`, field 9) in the request's `options`.
+pub fn task_create_systemd_cgroup(id: &str) -> Result<u32, String> {
+    let mut any = Vec::new();
+    pb_bytes(&mut any, 1, RUNC_OPTIONS_TYPE_URL.as_bytes());
+    pb_bytes(&mut any, 2, &[9 << 3, 1]); // systemd_cgroup = true (varint)
+    let mut req = Vec::new();
+    pb_bytes(&mut req, 1, id.as_bytes()); // container_id
+    pb_bytes(&mut req, 9, &any); // options
+    let resp = unary("/containerd.services.tasks.v1.Tasks/Create", &req)?;
+    Ok(pb_varint_field(&resp, 2).unwrap_or(0) as u32)
+}
+
 /// `Tasks/Start` of the task of container `id` (its init process). Returns the pid.
 pub fn task_start(id: &str) -> Result<u32, String> {
     let mut req = Vec::new();

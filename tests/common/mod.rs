@@ -384,6 +384,9 @@ pub fn run_args(rm: bool, id: &str, opts: &[&str], cmd: &[&str]) -> Vec<String> 
     a.extend(["--runtime".into(), e.runtime.clone()]);
     a.extend(["--fifo-dir".into(), e.fifo_dir.display().to_string()]);
     a.extend(opts.iter().map(|s| s.to_string()));
+    if systemd_driver() && !opts.contains(&"--cgroup") {
+        a.extend(["--cgroup".into(), cgroups_path(id)]);
+    }
     a.push(IMAGE.into());
     a.push(id.into());
     a.extend(cmd.iter().map(|s| s.to_string()));
@@ -488,7 +491,7 @@ pub fn spec_for(id: &str, args: &[&str]) -> Value {
     s["process"]["env"] = json!([CONTAINER_PATH]);
     s["process"]["terminal"] = json!(false);
     s["process"]["cwd"] = json!("/");
-    s["linux"]["cgroupsPath"] = json!(format!("/{NAMESPACE}/{id}"));
+    s["linux"]["cgroupsPath"] = json!(cgroups_path(id));
     s
 }
 
@@ -1131,13 +1134,45 @@ pub fn container_cgroup_line(text: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// A cgroup file of container `id` on the host: `/sys/fs/cgroup/<ctrl>/<ns>/<id>/<v1_file>` on
-/// cgroup v1, `/sys/fs/cgroup/<ns>/<id>/<v2_file>` on v2.
-pub fn container_cgroup_file(id: &str, ctrl: &str, v1_file: &str, v2_file: &str) -> PathBuf {
-    if cgroup_v2() {
-        PathBuf::from(format!("/sys/fs/cgroup/{NAMESPACE}/{id}/{v2_file}"))
+/// The slice of the containers when the tests run under the systemd driver.
+pub const TEST_SLICE: &str = "myshim-test.slice";
+
+/// Whether the tests run their containers under the systemd cgroup driver
+/// (`MYSHIM_TEST_CGROUPS=systemd`, the guest suites' second pass): every container gets the
+/// cgroupsPath `myshim-test.slice:cri-containerd:<id>`, the form a Kubernetes node's CRI plugin
+/// sends with `SystemdCgroup = true`. Otherwise cgroupfs with ctr's `/<namespace>/<id>`.
+pub fn systemd_driver() -> bool {
+    std::env::var("MYSHIM_TEST_CGROUPS").is_ok_and(|v| v == "systemd")
+}
+
+/// The spec's `linux.cgroupsPath` of container `id` under the tests' cgroup driver.
+pub fn cgroups_path(id: &str) -> String {
+    if systemd_driver() {
+        format!("{TEST_SLICE}:cri-containerd:{id}")
     } else {
-        PathBuf::from(format!("/sys/fs/cgroup/{ctrl}/{NAMESPACE}/{id}/{v1_file}"))
+        format!("/{NAMESPACE}/{id}")
+    }
+}
+
+/// Container `id`'s cgroup relative to a hierarchy's root, as `/proc/<pid>/cgroup` shows it:
+/// `/<namespace>/<id>`, or under the systemd driver its scope in the test slice
+/// (`myshim-test.slice` is `myshim.slice/myshim-test.slice`, as systemd nests dashed names).
+pub fn container_cgroup(id: &str) -> String {
+    if systemd_driver() {
+        format!("/myshim.slice/{TEST_SLICE}/cri-containerd-{id}.scope")
+    } else {
+        format!("/{NAMESPACE}/{id}")
+    }
+}
+
+/// A cgroup file of container `id` on the host: `/sys/fs/cgroup/<ctrl>/<cgroup>/<v1_file>` on
+/// cgroup v1, `/sys/fs/cgroup/<cgroup>/<v2_file>` on v2 (`<cgroup>`: [`container_cgroup`]).
+pub fn container_cgroup_file(id: &str, ctrl: &str, v1_file: &str, v2_file: &str) -> PathBuf {
+    let cg = container_cgroup(id);
+    if cgroup_v2() {
+        PathBuf::from(format!("/sys/fs/cgroup{cg}/{v2_file}"))
+    } else {
+        PathBuf::from(format!("/sys/fs/cgroup/{ctrl}{cg}/{v1_file}"))
     }
 }
 

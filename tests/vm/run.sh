@@ -19,7 +19,10 @@
 # Results are kept in <target>/vm/GUEST/: suite.log, console.log (serial console: kernel and
 # systemd), containerd.log, results, times.
 #
-# Environment: MYSHIM_VM_TIMEOUT (default 1200 s, the whole boot + suite), MYSHIM_VM_MEM (MiB,
+# Environment: MYSHIM_VM_SUITES (the test suites to run, e.g. "integration cgroups", or "all";
+# default: tests/vm/guests/GUEST.suites), MYSHIM_VM_SYSTEMD_PASS (0: no second pass of
+# integration and task_service under the systemd cgroup driver),
+# MYSHIM_VM_TIMEOUT (default 1200 s, the whole boot + suite), MYSHIM_VM_MEM (MiB,
 # default 4096), MYSHIM_VM_SMP (default 2), MYSHIM_TEST_RUNTIME (passed to the tests),
 # MYSHIM_VM_CACHE, MYSHIM_VM_MIRROR, MYSHIM_VM_REBUILD (tests/vm/image.sh), CARGO.
 set -euo pipefail
@@ -47,9 +50,25 @@ check_share_path() {
 }
 
 # --- 1. test binaries and shim, built on the host --------------------------------------------
+# The suites this guest runs: MYSHIM_VM_SUITES ("all": every tests/*.rs), else every suite
+# when test arguments (a filter) are given, else the names in tests/vm/guests/GUEST.suites
+# (not baked into the image: changing it builds nothing).
+if [ -n "${MYSHIM_VM_SUITES:-}" ]; then
+    suites=$MYSHIM_VM_SUITES
+elif [ $# -gt 0 ]; then
+    suites=all
+else
+    suites=$(sed -e 's/#.*//' "$vm_dir/guests/$guest.suites" 2>/dev/null | tr -s ' \t\n' ' ')
+fi
+[ -n "${suites// /}" ] || suites=all
 tests=()
-for f in tests/*.rs; do tests+=(--test "$(basename "$f" .rs)"); done
-[ ${#tests[@]} -gt 0 ] || die "no tests/*.rs"
+for f in tests/*.rs; do
+    name=$(basename "$f" .rs)
+    if [ "$suites" = all ] || [[ " $suites " == *" $name "* ]]; then
+        tests+=(--test "$name")
+    fi
+done
+[ ${#tests[@]} -gt 0 ] || die "no tests/*.rs among the suites '$suites'"
 log "building the test binaries: $cargo test --no-run ${tests[*]}"
 json=$("$cargo" test --no-run --message-format=json-render-diagnostics "${tests[@]}")
 target_dir=$("$cargo" metadata --format-version 1 --no-deps |
@@ -107,6 +126,7 @@ trap 'exit 143' TERM
     [ $# -eq 0 ] || printf '%q ' "$@"
     printf ')\n'
     printf 'MYSHIM_TEST_RUNTIME=%q\n' "${MYSHIM_TEST_RUNTIME:-}"
+    printf 'MYSHIM_VM_SYSTEMD_PASS=%q\n' "${MYSHIM_VM_SYSTEMD_PASS:-1}"
 } >"$out/params"
 
 qemu-img create -q -f qcow2 -F raw -b "$img/disk.raw" "$run/overlay.qcow2"

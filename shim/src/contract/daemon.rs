@@ -113,6 +113,11 @@ pub fn run(flags: &Flags, signals: SignalFd) -> anyhow::Result<()> {
     // A panic in any thread goes to containerd's log, not to the /dev/null of stderr.
     std::panic::set_hook(Box::new(|info| log::error!("panic: {info}")));
     let listener = listener(flags)?;
+    // A pod's containers share this daemon: several fds each (see runtime::nofile).
+    match myshim_runtime::nofile::raise() {
+        Ok(n) => log::debug!("open-file limit {n}"),
+        Err(e) => log::warn!("raise the open-file limit: {e}"),
+    }
     reaper::use_external_reaper();
     // Compiled seccomp filters are shared by the host's shims (one per container).
     myshim_runtime::seccomp::set_cache_dir(
