@@ -88,9 +88,9 @@ pub struct Extras {
 #[derive(Debug)]
 pub struct Container {
     pub(crate) state: State,
-    root: PathBuf,
+    pub(crate) root: PathBuf,
     /// The pty master of a container created with a terminal (only in the creating process).
-    console: Option<OwnedFd>,
+    pub(crate) console: Option<OwnedFd>,
 }
 
 /// How long delete waits for killed processes to leave the cgroup.
@@ -179,7 +179,7 @@ impl Container {
         })
     }
 
-    fn dir(&self) -> PathBuf {
+    pub(crate) fn dir(&self) -> PathBuf {
         self.root.join(&self.state.id)
     }
 
@@ -365,14 +365,14 @@ impl Container {
 }
 
 /// What a failed create must take back, in reverse order of creation.
-struct Undo {
-    dir: Option<PathBuf>,
-    pid: i32,
-    cgroup: Option<CgroupManager>,
+pub(crate) struct Undo {
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) pid: i32,
+    pub(crate) cgroup: Option<CgroupManager>,
 }
 
 impl Undo {
-    fn disarm(&mut self) {
+    pub(crate) fn disarm(&mut self) {
         self.dir = None;
         self.pid = 0;
         self.cgroup = None;
@@ -590,7 +590,7 @@ pub(crate) fn pass_notify_fd(
 
 /// The spec's resources with the devices every container needs (null, zero, full, tty, random,
 /// urandom, pts, ptmx) allowed after the spec's own device rules, as runc does.
-fn with_default_devices(
+pub(crate) fn with_default_devices(
     res: &oci_spec::runtime::LinuxResources,
 ) -> oci_spec::runtime::LinuxResources {
     let mut res = res.clone();
@@ -662,6 +662,12 @@ pub(crate) fn init_command(
 /// In the child before exec: move `fds` to 3, 4, ... in order. Each is first copied above
 /// `last` (close-on-exec), since a source may sit on a target's number.
 fn place_fds(fds: &mut [i32], last: i32) -> std::io::Result<()> {
+    place_fds_from(fds, INIT_PIPE_FD, last)
+}
+
+/// In the child before exec: move `fds` to `first`, `first + 1`, ... (up to `last`) in order,
+/// without close-on-exec; async-signal-safe.
+pub(crate) fn place_fds_from(fds: &mut [i32], first: i32, last: i32) -> std::io::Result<()> {
     for fd in fds.iter_mut() {
         // SAFETY: F_DUPFD_CLOEXEC on an fd this process holds; async-signal-safe.
         let copy = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, last + 1) };
@@ -670,7 +676,7 @@ fn place_fds(fds: &mut [i32], last: i32) -> std::io::Result<()> {
         }
         *fd = copy;
     }
-    for (target, fd) in (INIT_PIPE_FD..).zip(fds.iter()) {
+    for (target, fd) in (first..).zip(fds.iter()) {
         // SAFETY: dup2 of an fd we hold onto a number we own in this child; it clears
         // close-on-exec on the target.
         if unsafe { libc::dup2(*fd, target) } < 0 {
@@ -689,7 +695,7 @@ fn write_id_maps(pid: i32, linux: &oci_spec::runtime::Linux) -> Result<()> {
 }
 
 /// Kill the init and everything in its cgroup, wait until they are gone, remove the cgroup.
-fn kill_and_remove(pid: i32, pid_start: u64, cgroup: &CgroupManager) -> Result<()> {
+pub(crate) fn kill_and_remove(pid: i32, pid_start: u64, cgroup: &CgroupManager) -> Result<()> {
     if pid > 0
         && state::proc_start(pid)
             .is_some_and(|(s, alive)| alive && (pid_start == 0 || s == pid_start))
@@ -729,7 +735,7 @@ fn wait_gone(pid: i32, pid_start: u64) {
     }
 }
 
-fn remove_dir(dir: &Path) -> Result<()> {
+pub(crate) fn remove_dir(dir: &Path) -> Result<()> {
     match std::fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -27,6 +27,9 @@ pub enum Error {
     /// The init process reported an error while setting up the container.
     #[error("{0}")]
     Init(String),
+    /// A facility the operation needs is missing on this host (criu for checkpoint/restore).
+    #[error("{0}")]
+    Unavailable(String),
     /// Any other failure, with its context chain.
     #[error(transparent)]
     Other(#[from] anyhow::Error),

@@ -1,6 +1,7 @@
 //! The OCI runtime features document of this runtime (the JSON `runc features` prints, see the
 //! runtime-spec's `features.md`): what a caller may ask of it. The shim's `-info` answer carries
-//! it, and so will the command line's `features`.
+//! it, and so will the command line's `features`. Its annotations say whether checkpoint and
+//! restore can work (criu found and recent enough, see [`crate::checkpoint::version`]).
 
 use serde_json::{json, Value};
 
@@ -103,9 +104,21 @@ pub fn features() -> Value {
             "intelRdt": { "enabled": false },
             "mountExtensions": { "idmap": { "enabled": false } },
         },
-        "annotations": {
-            "org.opencontainers.runc.checkpoint.enabled": "false",
-        },
+        "annotations": criu_annotations(),
+    })
+}
+
+/// Whether checkpoint/restore can work here (criu found, recent enough) and with which criu:
+/// runc's `org.opencontainers.runc.checkpoint.enabled`, and `myshim.criu` (the version, or
+/// why criu cannot be used).
+fn criu_annotations() -> Value {
+    let (enabled, criu) = match crate::checkpoint::check() {
+        Ok(c) => ("true", format!("{} {}", c.path.display(), c.version)),
+        Err(e) => ("false", e.to_string()),
+    };
+    json!({
+        "org.opencontainers.runc.checkpoint.enabled": enabled,
+        "myshim.criu": criu,
     })
 }
 
@@ -131,5 +144,11 @@ mod tests {
             .unwrap()
             .contains(&json!("rbind")));
         assert_eq!(linux["seccomp"]["enabled"], json!(true));
+        let criu = doc["annotations"]["myshim.criu"].as_str().unwrap();
+        let enabled = doc["annotations"]["org.opencontainers.runc.checkpoint.enabled"].clone();
+        if crate::checkpoint::version::find().is_none() {
+            assert_eq!(enabled, json!("false"));
+            assert!(criu.contains("CRIU unavailable"), "{criu}");
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! so that a later process can still kill and delete a container.
 
 pub mod cgroups;
+pub mod checkpoint;
 pub mod container;
 pub mod error;
 pub mod exec;

@@ -50,6 +50,7 @@ pub fn runtime_code(err: &RuntimeError) -> Code {
         RuntimeError::AlreadyExists(_) => Code::ALREADY_EXISTS,
         RuntimeError::BadState { .. } => Code::FAILED_PRECONDITION,
         RuntimeError::InvalidConfig(_) => Code::INVALID_ARGUMENT,
+        RuntimeError::Unavailable(_) => Code::FAILED_PRECONDITION,
         RuntimeError::Init(_) | RuntimeError::Other(_) => Code::UNKNOWN,
     }
 }

@@ -5,6 +5,7 @@
 //! the `start` and `delete` actions, the bootstrap answer, the daemon's loop and signals); the
 //! daemon's task service is [`service::Service`].
 
+pub mod checkpoint;
 pub mod console;
 pub mod contract;
 pub mod control;

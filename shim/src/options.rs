@@ -26,6 +26,10 @@ pub struct TaskOptions {
     pub shim_cgroup: String,
     /// The systemd cgroup driver was asked for.
     pub systemd_cgroup: bool,
+    /// Where a restore's images are (runc's `criu_image_path`; empty: the request's checkpoint).
+    pub criu_image_path: String,
+    /// criu's work directory and logs for a restore (runc's `criu_work_path`).
+    pub criu_work_path: String,
 }
 
 impl TaskOptions {
@@ -93,6 +97,8 @@ fn decode_runc(bytes: &[u8]) -> Result<TaskOptions, OptionsError> {
         io_gid: opts.io_gid,
         shim_cgroup: opts.shim_cgroup,
         systemd_cgroup: opts.systemd_cgroup,
+        criu_image_path: opts.criu_image_path,
+        criu_work_path: opts.criu_work_path,
     })
 }
 
@@ -218,7 +224,7 @@ mod tests {
                 io_uid: 5,
                 io_gid: 6,
                 shim_cgroup: "/shim".into(),
-                systemd_cgroup: false,
+                ..Default::default()
             }
         );
         let got = decode(Some(&any(LINUX_CREATE_OPTIONS, Vec::new()))).unwrap();

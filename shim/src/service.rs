@@ -1,6 +1,6 @@
 //! The containerd task service (task API v2 over ttrpc): decodes requests, finds the task (and
 //! with an exec id its exec process, see [`crate::exec`]) and turns results into responses.
-//! Checkpoint answers UNIMPLEMENTED. CloseIO closes a process's stdin (ctr and CRI send it when
+//! Checkpoint and a Create from a checkpoint go to [`crate::checkpoint`] (CRIU). CloseIO closes a process's stdin (ctr and CRI send it when
 //! their input ends); stdio is copied by [`crate::ioloop`]. Pause/Resume/Update/Stats are
 //! in [`crate::control`], the metrics conversion in [`crate::metrics`], OOM events in
 //! [`crate::oom`].
@@ -72,9 +72,6 @@ impl Service {
         if req.id.is_empty() {
             return Err(errors::invalid("container id is empty"));
         }
-        if !req.checkpoint.is_empty() || !req.parent_checkpoint.is_empty() {
-            return Err(errors::unimplemented("checkpoint restore is not supported"));
-        }
         let opts = options::decode(req.options.as_ref()).map_err(|e| match e {
             OptionsError::Unsupported(m) => errors::unimplemented(m),
             OptionsError::Invalid(m) => errors::invalid(m),
@@ -105,17 +102,25 @@ impl Service {
             io::open(&stdio, opts.io_owner(), Labels::new(&req.id, &self.root))
                 .map_err(|e| undo_mount(errors::unknown(&e)))?;
         let t_io = t0.elapsed();
-        let mut container = Container::create_with_spec(
-            CreateOptions {
-                id: req.id.clone(),
-                bundle: bundle.clone(),
-                root: self.root.clone(),
-                stdio: fds,
-                systemd_cgroup: opts.systemd_cgroup,
-            },
-            spec,
-            myshim_runtime::container::Extras::default(),
-        )
+        let create = CreateOptions {
+            id: req.id.clone(),
+            bundle: bundle.clone(),
+            root: self.root.clone(),
+            stdio: fds,
+            systemd_cgroup: opts.systemd_cgroup,
+        };
+        let restoring = !req.checkpoint.is_empty();
+        let mut container = if restoring {
+            let ropts = crate::checkpoint::restore_options(
+                &req.checkpoint,
+                &req.parent_checkpoint,
+                req.terminal,
+                &opts,
+            );
+            Container::restore(create, spec, &ropts)
+        } else {
+            Container::create_with_spec(create, spec, myshim_runtime::container::Extras::default())
+        }
         .map_err(|e| undo_mount(errors::runtime(&e)))?;
         // The pty master (config.json's process.terminal) and the request must agree.
         let attached = match (container.take_console(), req.terminal) {
@@ -139,17 +144,19 @@ impl Service {
         // Before Start lets the process run: no OOM can be missed.
         let t_runtime = t0.elapsed();
         self.oom.watch(&req.id, container.cgroup_manager());
-        let task = Arc::new(
-            Task::new(
-                container,
-                self.root.clone(),
-                bundle,
-                stdio,
-                mounted,
-                Process::new(process_io),
-            )
-            .with_io_owner(opts.io_owner()),
-        );
+        let mut task = Task::new(
+            container,
+            self.root.clone(),
+            bundle,
+            stdio,
+            mounted,
+            Process::new(process_io),
+        )
+        .with_io_owner(opts.io_owner());
+        if restoring {
+            task = task.restored();
+        }
+        let task = Arc::new(task);
         let pid = task.pid;
         self.table
             .insert(reservation, task, &req.rootfs, &self.events);
@@ -166,13 +173,6 @@ impl Service {
             ..Default::default()
         })
     }
-}
-
-fn unsupported<T>(what: &str) -> TtrpcResult<T> {
-    log::debug!("{what}: not supported yet");
-    Err(errors::unimplemented(format!(
-        "{what} is not supported yet"
-    )))
 }
 
 impl containerd_shim::Task for Service {
@@ -378,7 +378,14 @@ impl containerd_shim::Task for Service {
         }
     }
 
-    fn checkpoint(&self, _ctx: &TtrpcContext, _req: CheckpointTaskRequest) -> TtrpcResult<Empty> {
-        unsupported("checkpoint")
+    fn checkpoint(&self, _ctx: &TtrpcContext, req: CheckpointTaskRequest) -> TtrpcResult<Empty> {
+        let task = self.table.get(&req.id)?;
+        let done = crate::checkpoint::checkpoint_options(&req)
+            .and_then(|opts| crate::checkpoint::checkpoint(&task, &opts));
+        match &done {
+            Ok(()) => log::debug!("checkpointed container {} into {}", req.id, req.path),
+            Err(e) => log::warn!("checkpoint {}: {}", req.id, errors::describe(e)),
+        }
+        done.map(|()| Empty::default())
     }
 }

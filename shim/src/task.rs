@@ -38,6 +38,8 @@ pub struct Task {
     pub io_owner: Option<(u32, u32)>,
     /// runtime root the container lives under
     pub(crate) root: PathBuf,
+    /// restored from a checkpoint: the init already runs, Start only reports it
+    restored: bool,
     /// the container has a pid namespace of its own
     pub(crate) own_pid_namespace: bool,
     /// The runtime handle; held across runtime calls. Lock order: this before the init's state.
@@ -64,6 +66,7 @@ impl Task {
             init,
             execs: Default::default(),
             io_owner: None,
+            restored: false,
             root,
             own_pid_namespace: container.own_pid_namespace(),
             container: Mutex::new(Some(container)),
@@ -73,6 +76,12 @@ impl Task {
     /// The owner (uid, gid) exec processes' stdio gets.
     pub fn with_io_owner(mut self, owner: Option<(u32, u32)>) -> Task {
         self.io_owner = owner;
+        self
+    }
+
+    /// A task whose container was restored from a checkpoint (already running).
+    pub fn restored(mut self) -> Task {
+        self.restored = true;
         self
     }
 
@@ -104,6 +113,8 @@ impl Task {
         let mut guard = self.container();
         self.init.begin_start(&self.what())?;
         let result = match guard.as_mut() {
+            // criu restored it running: Start only makes it official.
+            Some(_) if self.restored => Ok(()),
             Some(c) => c.start().map_err(|e| errors::runtime(&e)),
             None => Err(errors::not_found(format!("{} not found", self.what()))),
         };

@@ -606,6 +606,15 @@ impl CgroupManager {
         }
     }
 
+    /// The directory whose freezer stops the whole container (criu's `freeze_cgroup`): the
+    /// cgroup2 directory on v2, the v1 freezer hierarchy's elsewhere.
+    pub fn freezer_path(&self) -> Option<PathBuf> {
+        match self.layout {
+            Layout::V2 => self.cgroup2_dir().map(Path::to_path_buf),
+            _ => self.freezer_dir().ok().map(Path::to_path_buf),
+        }
+    }
+
     /// Layout of this manager.
     pub fn layout(&self) -> Layout {
         self.layout

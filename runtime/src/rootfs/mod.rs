@@ -11,7 +11,7 @@ mod devices;
 mod mountinfo;
 mod mounts;
 pub mod options;
-mod resolve;
+pub(crate) mod resolve;
 
 use std::fs::{self, OpenOptions};
 use std::io;

@@ -29,6 +29,7 @@ echo "suite: $(containerd --version 2>&1); $(ctr --version 2>&1)"
 echo "suite: /sys/fs/cgroup is $(stat -fc %T /sys/fs/cgroup); controllers: $(cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null)"
 echo "suite: init $(ps -o comm= -p 1), $(systemctl --version | head -n1)"
 command -v runc >/dev/null && echo "suite: $(runc --version | head -n1)"
+command -v criu >/dev/null && echo "suite: criu $(criu --version 2>&1 | head -n1)"
 echo "suite: started $(cut -d' ' -f1 /proc/uptime) s after the kernel"
 
 dir=$(mktemp -d /tmp/myshim-it.XXXXXX)
