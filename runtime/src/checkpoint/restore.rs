@@ -101,6 +101,7 @@ impl Container {
             own_pid_namespace,
             seccomp: linux.seccomp().clone(),
             annotations: spec.annotations().clone().unwrap_or_default(),
+            created_ns: crate::state::now_ns(),
         };
         undo.pid = pid;
         st.save(&dir)?;
