@@ -734,7 +734,7 @@ pub fn drop_unknown_capabilities(process: &mut serde_json::Value) -> Vec<String>
 }
 
 /// Lexically clean an absolute path (`.` dropped, `..` pops).
-fn clean(p: &Path) -> PathBuf {
+pub(crate) fn clean(p: &Path) -> PathBuf {
     let mut out = PathBuf::from("/");
     for c in p.components() {
         match c {

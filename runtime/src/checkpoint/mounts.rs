@@ -5,7 +5,7 @@
 //! point of its own whose parent is not overmounted, so it gets a private bind of the rootfs
 //! ([`RootBind`]), and the mount points must exist in a rootfs that may be a fresh snapshot.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -19,28 +19,13 @@ fn is_bind(m: &Mount) -> bool {
             .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"))
 }
 
-/// `dest` as an absolute, normalised path inside the container (`a/../b` → `/b`).
-fn clean(dest: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in dest.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                out.pop();
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
 fn devices(spec: &Spec) -> Vec<PathBuf> {
     spec.linux()
         .as_ref()
         .and_then(|l| l.devices().clone())
         .unwrap_or_default()
         .iter()
-        .map(|d| clean(d.path()))
+        .map(|d| crate::validate::clean(d.path()))
         .collect()
 }
 
@@ -56,7 +41,9 @@ pub fn for_dump(spec: &Spec, pid: i32) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for m in spec.mounts().as_deref().unwrap_or_default() {
         if is_bind(m) {
-            let d = clean(m.destination()).to_string_lossy().into_owned();
+            let d = crate::validate::clean(m.destination())
+                .to_string_lossy()
+                .into_owned();
             out.push((d.clone(), d));
         }
     }
@@ -64,7 +51,7 @@ pub fn for_dump(spec: &Spec, pid: i32) -> Vec<(String, String)> {
         // Directories are masked with a tmpfs, which criu dumps itself.
         let seen = std::fs::metadata(format!(
             "/proc/{pid}/root{}",
-            clean(Path::new(&p)).display()
+            crate::validate::clean(Path::new(&p)).display()
         ));
         if seen.is_ok_and(|m| !m.is_dir()) {
             out.push((p, "/dev/null".to_string()));
@@ -89,7 +76,9 @@ pub fn for_restore(spec: &Spec, bundle: &Path) -> Vec<(String, String)> {
                 bundle.join(source)
             };
             out.push((
-                clean(m.destination()).to_string_lossy().into_owned(),
+                crate::validate::clean(m.destination())
+                    .to_string_lossy()
+                    .into_owned(),
                 source.to_string_lossy().into_owned(),
             ));
         }
@@ -112,10 +101,10 @@ pub fn make_mountpoints(spec: &Spec, rootfs: &Path) {
     let tmpfs: Vec<PathBuf> = mounts
         .iter()
         .filter(|m| m.typ().as_deref() == Some("tmpfs"))
-        .map(|m| clean(m.destination()))
+        .map(|m| crate::validate::clean(m.destination()))
         .collect();
     for m in mounts {
-        let dest = clean(m.destination());
+        let dest = crate::validate::clean(m.destination());
         if tmpfs.iter().any(|t| dest != *t && dest.starts_with(t)) {
             continue;
         }
