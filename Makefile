@@ -129,7 +129,7 @@ vm-deps:
 $(VM_GUESTS:%=vm-image-%): vm-image-%:
 	tests/vm/image.sh $*
 
-$(VM_GUESTS:%=vm-test-%): vm-test-%:
+$(VM_GUESTS:%=vm-test-%): vm-test-%: deps
 	CARGO=$(CARGO) tests/vm/run.sh $* $(VM_TEST_ARGS)
 
 # every guest, one after the other; each runs even when one before it failed

@@ -506,6 +506,24 @@ pub fn write_spec(id: &str, spec: &Value) -> String {
     path.display().to_string()
 }
 
+/// `ctr containers create --runtime RT --config SPEC ID` with `spec` written for it (no task
+/// yet: the caller creates it, through containerd's API for options ctr cannot send); returns
+/// the spec's path.
+pub fn create_container(id: &str, spec: &Value) -> String {
+    let spec_path = write_spec(id, spec);
+    let rt = env().runtime.clone();
+    ctr_ok(&[
+        "containers",
+        "create",
+        "--runtime",
+        &rt,
+        "--config",
+        &spec_path,
+        id,
+    ]);
+    spec_path
+}
+
 fn config_run_args(id: &str, spec: &Value) -> Vec<String> {
     let e = env();
     vec![
@@ -766,6 +784,28 @@ pub fn leftovers(id: &str) -> Vec<String> {
         }
     }
 
+    // systemd units (the systemd driver's scopes; a failed unit stays listed until reset)
+    if Path::new("/run/systemd/system").is_dir() {
+        if let Ok(out) = std::process::Command::new("systemctl")
+            .args([
+                "list-units",
+                "--all",
+                "--plain",
+                "--no-legend",
+                "--no-pager",
+            ])
+            .arg(format!("*{id}*"))
+            .output()
+        {
+            left.extend(
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| format!("systemd unit: {}", l.trim())),
+            );
+        }
+    }
+
     // containerd's view
     let tasks = ctr(&["task", "ls", "-q"]);
     if String::from_utf8_lossy(&tasks.stdout)
@@ -802,9 +842,10 @@ fn find_dirs_containing(dir: &Path, id: &str, depth: u32, out: &mut Vec<String>)
 }
 
 /// Container `id` is gone without a trace: no process whose argv mentions it (shim included),
-/// no cgroup, no mount, no runtime state directory (`/run/myshim/<namespace>/<id>`), no
-/// containerd bundle, and neither `ctr task ls` nor `ctr containers ls` lists it. Waits up to
-/// [`CLEANUP_TIMEOUT`] for that (shims exit asynchronously).
+/// no cgroup, no systemd unit, no mount, no runtime state directory
+/// (`/run/myshim/<namespace>/<id>`), no containerd bundle, and neither `ctr task ls` nor
+/// `ctr containers ls` lists it. Waits up to [`CLEANUP_TIMEOUT`] for that (shims exit
+/// asynchronously).
 pub fn assert_nothing_left(id: &str) {
     let mut last = Vec::new();
     let clean = poll(CLEANUP_TIMEOUT, || {

@@ -4,6 +4,8 @@
 //! asked over D-Bus, and removes when the unit is stopped. The D-Bus side is cgroups-rs's
 //! `SystemdManager`; this module parses the path and wraps its calls with our errors.
 
+use std::time::{Duration, Instant};
+
 use anyhow::Context;
 use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
@@ -104,9 +106,56 @@ pub fn start(unit: &Unit, pid: i32, resources: Option<&LinuxResources>) -> Resul
         m.set(r)
             .map_err(|e| unreachable(unit, "set the limits of", e))?;
     }
-    let pid = u64::try_from(pid).map_err(|_| Error::invalid(format!("bad pid {pid}")))?;
-    m.add_proc(pid.into())
-        .map_err(|e| unreachable(unit, "start", e))
+    let pid_u64 = u64::try_from(pid).map_err(|_| Error::invalid(format!("bad pid {pid}")))?;
+    m.add_proc(pid_u64.into())
+        .map_err(|e| unreachable(unit, "start", e))?;
+    wait_placed(unit, pid)
+}
+
+/// How long systemd has to run the start job of a new unit (runc waits as long).
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Wait until systemd has run the unit's start job, which moves `pid` into the unit's cgroup.
+///
+/// StartTransientUnit only queues the job (cgroups-rs does not wait for it). Until it has run,
+/// the unit's first process must stay alive: a job that finds none of its PIDs fails the unit
+/// ("No PIDs left to attach"), which leaves the container running in the cgroup of a failed
+/// unit that nothing will ever stop. The caller lets `pid` go on only after this returns.
+fn wait_placed(unit: &Unit, pid: i32) -> Result<()> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut pause = Duration::from_micros(200);
+    loop {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).with_context(|| {
+            format!(
+                "systemd cgroup driver: process {pid} exited before systemd placed it in unit {}",
+                unit.unit
+            )
+        })?;
+        if in_cgroup(&text, &unit.path) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(anyhow::anyhow!(
+                "systemd cgroup driver: systemd did not start unit {} in {} within {:?} \
+                 (see `systemctl status {}`)",
+                unit.unit,
+                unit.slice,
+                START_TIMEOUT,
+                unit.unit
+            )
+            .into());
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Whether a `/proc/<pid>/cgroup` text puts the process at `path` in some hierarchy.
+fn in_cgroup(proc_cgroup: &str, path: &str) -> bool {
+    proc_cgroup
+        .lines()
+        .filter_map(|l| l.splitn(3, ':').nth(2))
+        .any(|p| p == path)
 }
 
 /// Update the unit's properties from the spec's limits (cpu, memory, pids).
@@ -128,6 +177,18 @@ pub fn stop(unit: &Unit) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placed_in_the_unit() {
+        let unit = "/kubepods.slice/cri-containerd-abc.scope";
+        assert!(in_cgroup(&format!("0::{unit}\n"), unit));
+        assert!(in_cgroup(
+            &format!("4:cpu,cpuacct:/myshim/x\n1:name=systemd:{unit}\n0::/\n"),
+            unit
+        ));
+        assert!(!in_cgroup("0::/system.slice/containerd.service\n", unit));
+        assert!(!in_cgroup(&format!("0::{unit}/sub\n"), unit));
+    }
 
     #[test]
     fn kubernetes_path() {
