@@ -244,19 +244,9 @@ fn systemd_scope_in_a_pod_slice_carries_the_limits() {
 fn systemd_cgroup_option_selects_the_driver() {
     let id = unique_id("sdopt");
     let _g = Guard(id.clone());
-    let rt = env().runtime.clone();
     let mut spec = spec_for(&id, &["sleep", "1000"]);
     spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/{NAMESPACE}/{id}"));
-    let spec_path = write_spec(&id, &spec);
-    ctr_ok(&[
-        "containers",
-        "create",
-        "--runtime",
-        &rt,
-        "--config",
-        &spec_path,
-        &id,
-    ]);
+    let spec_path = create_container(&id, &spec);
     let refused = grpc::task_create_systemd_cgroup(&id);
     assert!(
         refused.is_err(),
@@ -278,16 +268,7 @@ fn systemd_cgroup_option_selects_the_driver() {
     let _g = Guard(id.clone());
     let mut spec = spec_for(&id, &["sleep", "1000"]);
     spec["linux"]["cgroupsPath"] = serde_json::json!(format!("system.slice:myshim:{id}"));
-    let spec_path = write_spec(&id, &spec);
-    ctr_ok(&[
-        "containers",
-        "create",
-        "--runtime",
-        &rt,
-        "--config",
-        &spec_path,
-        &id,
-    ]);
+    create_container(&id, &spec);
     let pid = grpc::task_create_systemd_cgroup(&id)
         .unwrap_or_else(|e| panic!("create {id}: {e}\n{}", containerd_log(&id)));
     let unit = format!("myshim-{id}.scope");

@@ -181,7 +181,13 @@ fn checkpoint_without_criu_is_refused_clearly() {
     if !need_no_criu() || !testing_myshim() {
         return;
     }
-    let id = unique_id("ckpt-nocriu");
+    checkpoint_is_refused("ckpt-nocriu", "CRIU unavailable");
+}
+
+/// `ctr tasks checkpoint` of a running `sleep` fails, saying `reason`, and the task runs on
+/// (containerd resumes what it paused for the checkpoint).
+fn checkpoint_is_refused(tag: &str, reason: &str) {
+    let id = unique_id(tag);
     run_detached(&id, &[], &["sleep", "600"]);
     let out = ctr(&["tasks", "checkpoint", &id]);
     let text = format!(
@@ -189,10 +195,9 @@ fn checkpoint_without_criu_is_refused_clearly() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!out.status.success(), "checkpoint without criu: {out:?}");
+    assert!(!out.status.success(), "checkpoint of {id}: {out:?}");
     eprintln!("checkpoint failed as expected: {}", text.trim());
-    assert!(text.contains("CRIU unavailable"), "ctr said: {text}");
-    // containerd resumes what it paused for the checkpoint: the task runs on.
+    assert!(text.contains(reason), "ctr said: {text}");
     wait_task_status(&id, "RUNNING", Duration::from_secs(20));
     kill_delete_rm(&id);
 }
@@ -214,19 +219,7 @@ fn checkpoint_of_a_network_namespace_without_ip_is_refused_clearly() {
         eprintln!("skipped: iproute2 is installed (this test checks the error without it)");
         return;
     }
-    let id = unique_id("ckpt-noip");
-    run_detached(&id, &[], &["sleep", "600"]);
-    let out = ctr(&["tasks", "checkpoint", &id]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "checkpoint without ip: {out:?}");
-    eprintln!("checkpoint failed as expected: {}", text.trim());
-    assert!(text.contains("iproute2"), "ctr said: {text}");
-    wait_task_status(&id, "RUNNING", Duration::from_secs(20));
-    kill_delete_rm(&id);
+    checkpoint_is_refused("ckpt-noip", "iproute2");
 }
 
 /// `-info` (what containerd 2.x asks the shim) says whether checkpoint can work: runc's

@@ -123,42 +123,7 @@ impl Container {
                 process.set_env(Some(env));
             }
         }
-        let dir = state::dir(&opts.root, &opts.id)?;
-        let linux = spec
-            .linux()
-            .as_ref()
-            .ok_or_else(|| Error::invalid("linux: missing"))?;
-        let cgroup = CgroupManager::with_driver(
-            linux.cgroups_path().as_deref(),
-            &opts.id,
-            opts.systemd_cgroup,
-        )?;
-        // An id in use is refused as such, before its (busy) cgroup is.
-        if dir.exists() {
-            return Err(Error::AlreadyExists(opts.id));
-        }
-        validate::cgroup_unused(&cgroup)?;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o711)
-            .create(&opts.root)
-            .with_context(|| format!("create runtime root {}", opts.root.display()))?;
-        match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(Error::AlreadyExists(opts.id))
-            }
-            Err(e) => {
-                return Err(anyhow::Error::new(e)
-                    .context(format!("create state directory {}", dir.display()))
-                    .into())
-            }
-        }
-        let mut undo = Undo {
-            dir: Some(dir.clone()),
-            pid: 0,
-            cgroup: None,
-        };
+        let (dir, cgroup, mut undo) = prepare(&opts, &spec)?;
         let (state, console) = create_in(&spec, opts, &extras.fds, &dir, cgroup, &mut undo)?;
         undo.disarm();
         Ok(Container {
@@ -364,6 +329,49 @@ impl Container {
     }
 }
 
+/// What create and restore make first, in this order: the container's cgroup manager (from the
+/// spec's `cgroupsPath` and the systemd option; the cgroup must be unused), then its state
+/// directory `<root>/<id>` (an id in use is refused as such, before its busy cgroup is). The
+/// returned [`Undo`] removes the directory again unless disarmed.
+pub(crate) fn prepare(opts: &CreateOptions, spec: &Spec) -> Result<(PathBuf, CgroupManager, Undo)> {
+    let dir = state::dir(&opts.root, &opts.id)?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| Error::invalid("linux: missing"))?;
+    let cgroup = CgroupManager::with_driver(
+        linux.cgroups_path().as_deref(),
+        &opts.id,
+        opts.systemd_cgroup,
+    )?;
+    if dir.exists() {
+        return Err(Error::AlreadyExists(opts.id.clone()));
+    }
+    validate::cgroup_unused(&cgroup)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(&opts.root)
+        .with_context(|| format!("create runtime root {}", opts.root.display()))?;
+    match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::AlreadyExists(opts.id.clone()))
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("create state directory {}", dir.display()))
+                .into())
+        }
+    }
+    let undo = Undo {
+        dir: Some(dir.clone()),
+        pid: 0,
+        cgroup: None,
+    };
+    Ok((dir, cgroup, undo))
+}
+
 /// What a failed create must take back, in reverse order of creation.
 pub(crate) struct Undo {
     pub(crate) dir: Option<PathBuf>,
@@ -530,13 +538,7 @@ fn drive_sync(
     loop {
         match pipe.recv()? {
             FromInit::Hooks => {
-                let h = spec.hooks().clone().unwrap_or_default();
-                hooks::run("prestart", h.prestart().as_deref().unwrap_or_default(), &st)?;
-                hooks::run(
-                    "createRuntime",
-                    h.create_runtime().as_deref().unwrap_or_default(),
-                    &st,
-                )?;
+                hooks::run_create_runtime(spec.hooks().as_ref(), &st)?;
                 pipe.send(&ToInit::Resume)?;
             }
             FromInit::Ready => {

@@ -88,6 +88,28 @@ fn run_one(hook: &Hook, input: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The hooks that run once the container's namespaces exist, before its rootfs is pivoted
+/// into: `prestart` (deprecated, kept for its users) then `createRuntime`, in the runtime's
+/// namespaces.
+pub fn run_create_runtime(
+    hooks: Option<&oci_spec::runtime::Hooks>,
+    state: &HookState<'_>,
+) -> anyhow::Result<()> {
+    let Some(h) = hooks else {
+        return Ok(());
+    };
+    run(
+        "prestart",
+        h.prestart().as_deref().unwrap_or_default(),
+        state,
+    )?;
+    run(
+        "createRuntime",
+        h.create_runtime().as_deref().unwrap_or_default(),
+        state,
+    )
+}
+
 /// An anonymous file for the hook's output (no path left behind).
 fn tempfile_like() -> anyhow::Result<std::fs::File> {
     let fd = nix::sys::memfd::memfd_create(

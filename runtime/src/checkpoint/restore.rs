@@ -25,7 +25,7 @@ use crate::cgroups::CgroupManager;
 use crate::container::Undo;
 use crate::hooks::{self, HookState};
 use crate::state::{self, State};
-use crate::{validate, Container, CreateOptions, Error, Result};
+use crate::{Container, CreateOptions, Error, Result};
 
 /// criu's log file name in the work directory.
 const LOG_FILE: &str = "restore.log";
@@ -46,34 +46,11 @@ impl Container {
         }
         let fds = descriptors::read(images)?;
         super::check_ip_tool(&spec, &ropts.features)?;
-        let dir = state::dir(&opts.root, &opts.id)?;
+        let (dir, cgroup, mut undo) = crate::container::prepare(&opts, &spec)?;
         let linux = spec
             .linux()
             .as_ref()
             .ok_or_else(|| Error::invalid("linux: missing"))?;
-        let cgroup = CgroupManager::with_driver(
-            linux.cgroups_path().as_deref(),
-            &opts.id,
-            opts.systemd_cgroup,
-        )?;
-        if dir.exists() {
-            return Err(Error::AlreadyExists(opts.id));
-        }
-        validate::cgroup_unused(&cgroup)?;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o711)
-            .create(&opts.root)
-            .with_context(|| format!("create runtime root {}", opts.root.display()))?;
-        std::fs::DirBuilder::new()
-            .mode(0o711)
-            .create(&dir)
-            .with_context(|| format!("create state directory {}", dir.display()))?;
-        let mut undo = Undo {
-            dir: Some(dir.clone()),
-            pid: 0,
-            cgroup: None,
-        };
         let parent_link = link_parent(images, ropts.parent_path.as_deref())?;
         let result = restore_in(&criu, &opts, &spec, ropts, &fds, &cgroup, &mut undo);
         if result.is_err() {
@@ -272,7 +249,6 @@ fn restore_in(
     let mut on_notify = |n: Notify<'_>| -> anyhow::Result<()> {
         match n.script {
             "setup-namespaces" => {
-                let h = spec.hooks().clone().unwrap_or_default();
                 let st = HookState {
                     oci_version: "1.0.2",
                     id: &opts.id,
@@ -281,12 +257,7 @@ fn restore_in(
                     bundle: &opts.bundle,
                     annotations: &annotations,
                 };
-                hooks::run("prestart", h.prestart().as_deref().unwrap_or_default(), &st)?;
-                hooks::run(
-                    "createRuntime",
-                    h.create_runtime().as_deref().unwrap_or_default(),
-                    &st,
-                )?;
+                hooks::run_create_runtime(spec.hooks().as_ref(), &st)?;
             }
             "post-restore" => restored_pid = n.pid,
             "orphan-pts-master" => console = n.fd,
