@@ -5,7 +5,8 @@
 //! last one that matches decides; an allow rule matches when it grants every requested access,
 //! a deny rule when it removes any of them; an `a` rule resets the default). [`attach`] loads
 //! it and attaches it with `BPF_F_ALLOW_MULTI`, then detaches the programs attached before
-//! (an Update replaces the rules).
+//! (an Update replaces the rules). The `bpf(2)` plumbing here ([`Insn`], `Attr`, `bpf`) also
+//! serves [`super::oom_trace`].
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
@@ -50,7 +51,7 @@ const ACC_WRITE: i32 = 4;
 const ACC_ALL: i32 = ACC_MKNOD | ACC_READ | ACC_WRITE;
 
 // Registers: r1 the context; r2 type, r3 access, r4 major, r5 minor, r6 scratch; r0 result.
-const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
+pub(super) const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
     Insn {
         code,
         regs: (src << 4) | dst,
@@ -191,24 +192,24 @@ const BPF_F_ALLOW_MULTI: u32 = 2;
 
 /// `union bpf_attr`, as 32-bit words (every field used is a u32 or an aligned u64).
 #[repr(C, align(8))]
-struct Attr([u32; 32]);
+pub(super) struct Attr([u32; 32]);
 
 impl Attr {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Attr([0; 32])
     }
-    fn u32(&mut self, offset: usize, v: u32) -> &mut Self {
+    pub(super) fn u32(&mut self, offset: usize, v: u32) -> &mut Self {
         self.0[offset / 4] = v;
         self
     }
-    fn u64(&mut self, offset: usize, v: u64) -> &mut Self {
+    pub(super) fn u64(&mut self, offset: usize, v: u64) -> &mut Self {
         self.0[offset / 4] = v as u32;
         self.0[offset / 4 + 1] = (v >> 32) as u32;
         self
     }
 }
 
-fn bpf(cmd: libc::c_int, attr: &mut Attr) -> std::io::Result<i64> {
+pub(super) fn bpf(cmd: libc::c_int, attr: &mut Attr) -> std::io::Result<i64> {
     // SAFETY: `attr` is a valid, writable bpf_attr-sized buffer for the call; the pointers in it
     // (instructions, license, id array) point to memory the caller keeps alive across it.
     let ret = unsafe {
@@ -226,7 +227,7 @@ fn bpf(cmd: libc::c_int, attr: &mut Attr) -> std::io::Result<i64> {
     }
 }
 
-fn owned_fd(ret: i64) -> std::io::Result<OwnedFd> {
+pub(super) fn owned_fd(ret: i64) -> std::io::Result<OwnedFd> {
     let fd = i32::try_from(ret).map_err(|_| std::io::Error::from_raw_os_error(libc::EBADF))?;
     // SAFETY: the kernel just returned this new fd, owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })

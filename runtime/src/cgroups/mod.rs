@@ -18,6 +18,7 @@ pub mod devices;
 mod files;
 mod limits;
 pub mod oom;
+pub mod oom_trace;
 pub mod paths;
 pub mod stats;
 pub mod systemd;
@@ -618,6 +619,11 @@ impl CgroupManager {
     /// Layout of this manager.
     pub fn layout(&self) -> Layout {
         self.layout
+    }
+
+    /// The systemd unit, under the systemd driver (systemd removes its cgroup when it empties).
+    pub fn systemd_unit(&self) -> Option<&systemd::Unit> {
+        self.systemd.as_ref()
     }
 
     /// Path relative to the hierarchy roots (of the main hierarchy: with a relative

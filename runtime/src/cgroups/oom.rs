@@ -3,7 +3,9 @@
 //! v1: an eventfd registered on `memory.oom_control` through `cgroup.event_control`; it becomes
 //! readable on each OOM of the cgroup (and when the cgroup is removed). v2: an inotify watch on
 //! `memory.events`, whose `oom_kill` counter is compared with the last value read. Register the
-//! watcher before the container's process can run, and no OOM is missed.
+//! watcher before the container's process can run, and no OOM is missed. A cgroup that systemd
+//! removes on its own (the systemd driver) can take `memory.events` away before the read: for
+//! those the kernel-side counter of [`super::oom_trace`] says whether an OOM kill was missed.
 
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -14,6 +16,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
+use super::oom_trace::{self, Tracer};
 use super::{CgroupManager, Layout};
 use crate::Result;
 
@@ -36,6 +39,10 @@ pub enum OomWatcher {
         events: PathBuf,
         /// oom_kill seen so far
         seen: u64,
+        /// the cgroup's id and the kernel-side counter, for a cgroup systemd removes
+        trace: Option<(u64, &'static Tracer)>,
+        /// the cgroup is gone (its last OOM, if any, was reported)
+        gone: bool,
     },
 }
 
@@ -70,11 +77,13 @@ impl OomWatcher {
                 })
             }
             Layout::V2 => {
-                let events = cg
-                    .dirs()
-                    .next()
-                    .context("no cgroup to watch for OOM")?
-                    .join("memory.events");
+                let dir = cg.dirs().next().context("no cgroup to watch for OOM")?;
+                let events = dir.join("memory.events");
+                let trace = match cg.systemd_unit() {
+                    Some(_) => Tracer::shared().zip(oom_trace::cgroup_id(dir).ok()),
+                    None => None,
+                }
+                .map(|(t, id)| (id, t));
                 let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
                     .context("create inotify")?;
                 inotify
@@ -85,6 +94,8 @@ impl OomWatcher {
                     inotify,
                     events,
                     seen,
+                    trace,
+                    gone: false,
                 })
             }
         }
@@ -108,12 +119,28 @@ impl OomWatcher {
                 inotify,
                 events,
                 seen,
+                trace,
+                gone,
             } => {
                 let _ = inotify.read_events();
-                let now = read_oom_kill(events).context("memory cgroup removed")?;
-                let fired = now > *seen;
-                *seen = now;
-                Ok(fired)
+                match read_oom_kill(events) {
+                    Ok(now) => {
+                        let fired = now > *seen;
+                        *seen = now;
+                        Ok(fired)
+                    }
+                    Err(e) if !*gone => {
+                        *gone = true;
+                        // Removed by systemd: what did the kernel count before that?
+                        if let Some((id, tracer)) = trace {
+                            if tracer.kills(*id)? > *seen {
+                                return Ok(true);
+                            }
+                        }
+                        Err(e.context("memory cgroup removed").into())
+                    }
+                    Err(e) => Err(e.context("memory cgroup removed").into()),
+                }
             }
         }
     }
