@@ -133,7 +133,14 @@ impl OomWatcher {
                         *gone = true;
                         // Removed by systemd: what did the kernel count before that?
                         if let Some((id, tracer)) = trace {
-                            if tracer.kills(*id)? > *seen {
+                            let kills = tracer.kills(*id)?;
+                            log::debug!(
+                                "oom: {} removed before it was read ({} OOM kills read, {kills} \
+                                 counted by the kernel)",
+                                events.display(),
+                                *seen
+                            );
+                            if kills > *seen {
                                 return Ok(true);
                             }
                         }
