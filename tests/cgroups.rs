@@ -147,6 +147,56 @@ fn device_rules_deny_a_node_made_with_mknod() {
     assert_nothing_left(&id);
 }
 
+/// Update replaces the device rules of a running container: a block device node `b 7:0` the
+/// container made is refused by the cgroup (EPERM) until an update allows it; after it, the
+/// open gets past the cgroup (it succeeds, or fails with the driver's own error where no loop
+/// driver is loaded), and /dev/zero, on the default list, still opens.
+#[test]
+fn update_changes_the_device_rules() {
+    if !testing_myshim() {
+        eprintln!("skipped: runc's update leaves the device rules as they are");
+        return;
+    }
+    let id = unique_id("devupdate");
+    let _g = Guard(id.clone());
+    run_detached(&id, &[], &["sleep", "1000"]);
+    wait_task_status(&id, "RUNNING", Duration::from_secs(240));
+    let open = |n: &str| {
+        exec(
+            &id,
+            n,
+            &[],
+            &[
+                "sh",
+                "-c",
+                "[ -e /dev/myshim-loop ] || mknod /dev/myshim-loop b 7 0; \
+                 head -c 0 /dev/myshim-loop; head -c 3 /dev/zero | wc -c",
+            ],
+        )
+    };
+    let before = open("before");
+    assert!(
+        before.stderr.contains("Operation not permitted"),
+        "refused before the update: {before:?}"
+    );
+    let resources = serde_json::json!({
+        "devices": [
+            { "allow": false, "access": "rwm" },
+            { "allow": true, "type": "b", "major": 7, "minor": 0, "access": "rwm" },
+        ],
+    });
+    if let Err(e) = grpc::task_update(&id, &resources) {
+        panic!("update {resources}: {e}\n{}", containerd_log(&id));
+    }
+    let after = open("after");
+    assert!(
+        !after.stderr.contains("Operation not permitted"),
+        "allowed after the update: {after:?}"
+    );
+    assert_eq!(after.stdout, "3\n", "/dev/zero still opens: {after:?}");
+    kill_delete_rm(&id);
+}
+
 /// `systemctl show UNIT -p PROP --value`.
 fn unit_property(unit: &str, prop: &str) -> String {
     command_stdout("systemctl", &["show", unit, "-p", prop, "--value"])

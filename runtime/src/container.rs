@@ -240,14 +240,22 @@ impl Container {
         self.cgroup().thaw()
     }
 
-    /// Change the live resource limits (devices rules are left as they are).
+    /// Change the live resource limits. A non-empty device list replaces the container's
+    /// device rules (followed by the default allow-list, as at create); an absent or empty one
+    /// leaves them as they are (CRI's updates carry none).
     pub fn update(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
         let status = self.status();
         if matches!(status, Status::Stopped | Status::Creating) {
             return Err(self.bad_state(status, "update"));
         }
-        let mut res = resources.clone();
-        res.set_devices(None);
+        let res = match resources.devices() {
+            Some(rules) if !rules.is_empty() => with_default_devices(resources),
+            _ => {
+                let mut res = resources.clone();
+                res.set_devices(None);
+                res
+            }
+        };
         self.cgroup().set(&res)
     }
 
