@@ -781,7 +781,8 @@ fn metrics_report_usage() {
 // OOM
 
 /// 20 containers (4 threads × 5, one after the other in each) that go past a 32 MiB limit at
-/// once: each is OOM-killed (ctr exits 137), and containerd publishes /tasks/oom for each.
+/// once: each is OOM-killed (ctr exits 137), and containerd publishes /tasks/oom for each,
+/// before its /tasks/exit.
 ///
 /// runc's shim misses OOMs that happen within the first milliseconds of a container (it
 /// starts watching the cgroup after the start), so on runc misses are allowed and only
@@ -843,6 +844,16 @@ fn oom_kills_are_reported_as_events() {
         env().runtime
     );
     if testing_myshim() {
+        // CRI takes the reason OOMKilled from a TaskOOM that comes before the TaskExit.
+        let late: Vec<&String> = ids
+            .iter()
+            .filter(|id| {
+                let topics: Vec<String> = events.of(id).into_iter().map(|e| e.topic).collect();
+                let at = |t: &str| topics.iter().position(|x| x == t);
+                matches!((at("/tasks/oom"), at("/tasks/exit")), (Some(o), Some(x)) if o > x)
+            })
+            .collect();
+        assert!(late.is_empty(), "TaskOOM after TaskExit for {late:?}");
         assert!(
             missed.is_empty(),
             "{} of {} OOM kills without a /tasks/oom event: {missed:?}\n{}",

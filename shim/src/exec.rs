@@ -348,6 +348,11 @@ impl Task {
         let task = self.clone();
         let ev = events.clone();
         self.init.reaped(Box::new(move || {
+            // An OOM kill goes out before the exit it caused (CRI reads the reason from it), also
+            // one whose notification the kernel dropped with a cgroup systemd removed.
+            if let Some(oom) = &task.oom {
+                oom.flush(&task.id);
+            }
             task.init
                 .exited(exit, |e| ev.task_exit(&task.id, &task.id, task.pid, e))
         }));

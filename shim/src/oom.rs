@@ -6,8 +6,10 @@
 //! runtime created the container and before Start lets its process run, so no OOM is missed.
 //! The thread sleeps in `epoll_wait` on all watchers plus an eventfd through which RPC threads
 //! hand it commands (add, flush, remove). A watcher is dropped when its cgroup goes away (its
-//! drain fails) or when the task is deleted; Delete first flushes it, so an OOM the thread has
-//! not read yet is published before the cgroup is removed and before TaskDelete.
+//! drain fails) or when the task is deleted. The init's exit and Delete first flush it (a flush
+//! reads the counters without waiting for the kernel's notification, which comes up to 20 ms
+//! late and never for a cgroup removed meanwhile), so an OOM kill is published before the
+//! TaskExit it caused, before the cgroup is removed and before TaskDelete.
 
 use std::collections::HashMap;
 use std::os::fd::AsFd;
@@ -18,7 +20,6 @@ use std::time::Duration;
 use myshim_runtime::cgroups::oom::OomWatcher;
 use myshim_runtime::cgroups::CgroupManager;
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
@@ -51,12 +52,14 @@ impl Sink for Events {
     }
 }
 
+#[derive(Clone)]
 struct Handle {
     tx: Sender<Cmd>,
     wake: Arc<EventFd>,
 }
 
-/// The OOM monitor of the shim daemon: a handle on its thread.
+/// The OOM monitor of the shim daemon: a handle on its thread (clones share it).
+#[derive(Clone)]
 pub struct Monitor {
     /// `None` when the thread could not be started (OOM events are then not published).
     handle: Option<Handle>,
@@ -193,13 +196,13 @@ impl<S: Sink> Thread<S> {
                 Ok(Cmd::Add(id, w)) => self.add(id, w),
                 Ok(Cmd::Flush(id, done)) => {
                     if let Some(token) = self.token_of(&id) {
-                        self.check_if_ready(token);
+                        self.check_now(token);
                     }
                     let _ = done.send(());
                 }
                 Ok(Cmd::Remove(id, done)) => {
                     if let Some(token) = self.token_of(&id) {
-                        self.check_if_ready(token);
+                        self.check_now(token);
                         self.drop_watcher(token);
                     }
                     let _ = done.send(());
@@ -243,26 +246,27 @@ impl<S: Sink> Thread<S> {
         }
     }
 
-    /// Check the watcher only if its fd is readable (a v1 eventfd read would block otherwise).
-    fn check_if_ready(&mut self, token: u64) {
-        let readable = match self.watchers.get(&token) {
-            Some((_, w)) => {
-                let mut fds = [PollFd::new(w.as_fd(), PollFlags::POLLIN)];
-                matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
-            }
-            None => false,
-        };
-        if readable {
-            self.check(token);
-        }
+    /// Check the watcher without waiting for its fd ([`OomWatcher::drain_now`]): the kernel
+    /// notifies `memory.events` up to 20 ms late, and not at all when the cgroup is removed
+    /// meanwhile (systemd's scopes), so v2 counters are read whether or not it has.
+    fn check_now(&mut self, token: u64) {
+        self.check_with(token, OomWatcher::drain_now);
     }
 
     /// The watcher's fd is readable: publish an OOM, or drop a watcher whose cgroup is gone.
     fn check(&mut self, token: u64) {
+        self.check_with(token, OomWatcher::drain);
+    }
+
+    fn check_with(
+        &mut self,
+        token: u64,
+        drain: impl FnOnce(&mut OomWatcher) -> myshim_runtime::Result<bool>,
+    ) {
         let Some((id, w)) = self.watchers.get_mut(&token) else {
             return;
         };
-        match w.drain() {
+        match drain(w) {
             Ok(true) => {
                 log::info!("container {id}: OOM kill");
                 self.sink.oom(id);

@@ -152,7 +152,8 @@ impl Service {
             mounted,
             Process::new(process_io),
         )
-        .with_io_owner(opts.io_owner());
+        .with_io_owner(opts.io_owner())
+        .with_oom(self.oom.clone());
         if restoring {
             task = task.restored();
         }

@@ -42,6 +42,8 @@ pub struct Task {
     restored: bool,
     /// the container has a pid namespace of its own
     pub(crate) own_pid_namespace: bool,
+    /// the OOM monitor watching the container's cgroup (asked before TaskExit)
+    pub(crate) oom: Option<crate::oom::Monitor>,
     /// The runtime handle; held across runtime calls. Lock order: this before the init's state.
     /// `None` after a failed delete consumed it (the next delete reloads it from disk).
     container: Mutex<Option<Container>>,
@@ -69,6 +71,7 @@ impl Task {
             restored: false,
             root,
             own_pid_namespace: container.own_pid_namespace(),
+            oom: None,
             container: Mutex::new(Some(container)),
         }
     }
@@ -76,6 +79,13 @@ impl Task {
     /// The owner (uid, gid) exec processes' stdio gets.
     pub fn with_io_owner(mut self, owner: Option<(u32, u32)>) -> Task {
         self.io_owner = owner;
+        self
+    }
+
+    /// The OOM monitor watching the container: an OOM kill it has not published yet goes out
+    /// before the init's TaskExit.
+    pub fn with_oom(mut self, oom: crate::oom::Monitor) -> Task {
+        self.oom = Some(oom);
         self
     }
 
