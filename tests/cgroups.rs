@@ -159,8 +159,7 @@ fn update_changes_the_device_rules() {
     }
     let id = unique_id("devupdate");
     let _g = Guard(id.clone());
-    run_detached(&id, &[], &["sleep", "1000"]);
-    wait_task_status(&id, "RUNNING", Duration::from_secs(240));
+    run_sleeper(&id, &[]);
     let open = |n: &str| {
         exec(
             &id,

@@ -732,7 +732,10 @@ fn container_never_reaches_the_host_binary() {
     let mut other = Vec::new();
     for i in 0..15 {
         // The script runs the helper's binary in the container, which refuses to be a shim.
-        let out = exec(&id, &format!("evil{i}"), &[], &["/evil.sh"]);
+        // ctr 1.6 now and then loses the output of a process that exits at once: run again.
+        let out = exec_retry_lost(&id, &format!("evil{i}"), &[], &["/evil.sh"], |o| {
+            o.stdout.is_empty() && o.stderr.is_empty()
+        });
         // the shim refuses a first argument that is not a flag; under another name the binary is
         // the command line, which refuses the script path as a subcommand
         if out.stderr.contains("run by containerd only")
@@ -773,19 +776,10 @@ fn container_never_reaches_the_host_binary() {
         .collect();
     kill_delete_rm(&id);
     if libs {
-        // The attack must really have run. Under load about one attempt in 150 exits 1
-        // with no output at all (seen only with the other security tests running at once; not
-        // understood yet), so a few such attempts are tolerated and shown.
-        if !other.is_empty() {
-            eprintln!(
-                "attempts that did not print the helper's refusal:\n{}",
-                other.join("\n")
-            );
-        }
-        assert!(
-            ran_helper_binary >= 12,
-            "the #!/proc/self/exe script ran the helper's binary {ran_helper_binary} times of \
-             15:\n{}",
+        assert_eq!(
+            ran_helper_binary,
+            15,
+            "the #!/proc/self/exe script did not run the helper's binary every time:\n{}",
             other.join("\n")
         );
     }

@@ -33,11 +33,6 @@ fn assert_pipes(what: &str, out: &RunOutput) {
     }
 }
 
-fn run_sleeper(id: &str) {
-    run_detached(id, &[], &["sleep", "1000"]);
-    wait_task_status(id, "RUNNING", RUN_START_TIMEOUT);
-}
-
 /// A directory for one test's files, removed when dropped.
 struct TempDir(PathBuf);
 
@@ -96,7 +91,7 @@ fn stdio_fds_are_pipes_for_run_and_exec() {
 
     let id = unique_id("stdio-pipes-exec");
     let _g = Guard(id.clone());
-    run_sleeper(&id);
+    run_sleeper(&id, &[]);
     let out = exec(&id, "e1", &[], &readlinks());
     assert_eq!(out.code, 0, "{out:?}\n{}", containerd_log(&id));
     assert_pipes("exec", &out);
@@ -220,7 +215,7 @@ fn exec_log_uris() {
     let id = unique_id("stdio-exec-uri");
     let _g = Guard(id.clone());
     let dir = TempDir::new(&id);
-    run_sleeper(&id);
+    run_sleeper(&id, &[]);
     let exec_uri = |exec_id: &str, uri: &str| -> RunOutput {
         ctr(&[
             "task",
@@ -349,7 +344,7 @@ fn large_output_arrives_whole() {
 
     let id = unique_id("stdio-large-exec");
     let _g = Guard(id.clone());
-    run_sleeper(&id);
+    run_sleeper(&id, &[]);
     let out = exec(&id, "big", &[], &["sh", "-c", &cmd]);
     assert_eq!(out.code, 0, "{}", containerd_log(&id));
     assert_eq!(out.stdout.len(), expect.len());

@@ -348,13 +348,18 @@ impl Task {
         let task = self.clone();
         let ev = events.clone();
         self.init.reaped(Box::new(move || {
+            let (oom, id) = (task.oom.clone(), task.id.clone());
+            let record = Box::new(move || {
+                task.init
+                    .exited(exit, |e| ev.task_exit(&task.id, &task.id, task.pid, e))
+            });
             // An OOM kill goes out before the exit it caused (CRI reads the reason from it), also
-            // one whose notification the kernel dropped with a cgroup systemd removed.
-            if let Some(oom) = &task.oom {
-                oom.flush(&task.id);
+            // one whose notification the kernel dropped with a cgroup systemd removed; the exit
+            // is recorded on the OOM thread, after its look, so the I/O thread never waits.
+            match oom {
+                Some(oom) => oom.flush_then(&id, record),
+                None => record(),
             }
-            task.init
-                .exited(exit, |e| ev.task_exit(&task.id, &task.id, task.pid, e))
         }));
     }
 

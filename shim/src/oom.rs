@@ -32,10 +32,13 @@ const WAKE: u64 = 0;
 /// How long Flush/Remove wait for the thread.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What runs on the monitor thread after a flush.
+type Then = Box<dyn FnOnce() + Send>;
+
 enum Cmd {
     Add(String, OomWatcher),
-    /// Publish an OOM the watcher has pending (then reply).
-    Flush(String, SyncSender<()>),
+    /// Publish an OOM the watcher has pending, then run the continuation.
+    Flush(String, Then),
     /// Flush, then drop the watcher (then reply).
     Remove(String, SyncSender<()>),
 }
@@ -102,23 +105,24 @@ impl Monitor {
         Ok(Handle { tx, wake })
     }
 
-    fn send(&self, cmd: Cmd) -> bool {
+    /// Hand `cmd` to the thread; `Err(cmd)` when there is none.
+    fn send(&self, cmd: Cmd) -> Result<(), Cmd> {
         let Some(h) = &self.handle else {
-            return false;
+            return Err(cmd);
         };
-        if h.tx.send(cmd).is_err() {
+        if let Err(mpsc::SendError(cmd)) = h.tx.send(cmd) {
             log::error!("oom: the monitor thread is gone");
-            return false;
+            return Err(cmd);
         }
         if let Err(e) = h.wake.write(1) {
             log::error!("oom: wake the monitor thread: {e}");
         }
-        true
+        Ok(())
     }
 
     fn send_and_wait(&self, make: impl FnOnce(SyncSender<()>) -> Cmd) {
         let (done, reply) = mpsc::sync_channel(1);
-        if self.send(make(done)) && reply.recv_timeout(REPLY_TIMEOUT).is_err() {
+        if self.send(make(done)).is_ok() && reply.recv_timeout(REPLY_TIMEOUT).is_err() {
             log::warn!("oom: the monitor thread did not answer within {REPLY_TIMEOUT:?}");
         }
     }
@@ -131,7 +135,7 @@ impl Monitor {
         }
         match OomWatcher::new(cgroup) {
             Ok(w) => {
-                self.send(Cmd::Add(id.to_string(), w));
+                let _ = self.send(Cmd::Add(id.to_string(), w));
             }
             Err(e) => log::warn!("container {id}: no OOM events: {e:#}"),
         }
@@ -139,7 +143,23 @@ impl Monitor {
 
     /// Publish an OOM of container `id` that happened but was not read yet; returns once done.
     pub fn flush(&self, id: &str) {
-        self.send_and_wait(|done| Cmd::Flush(id.to_string(), done));
+        self.send_and_wait(|done| {
+            Cmd::Flush(
+                id.to_string(),
+                Box::new(move || {
+                    let _ = done.send(());
+                }),
+            )
+        });
+    }
+
+    /// [`Monitor::flush`] without waiting: `then` runs on the monitor thread once an OOM of
+    /// container `id` not read yet is published (right here when there is no thread), so what
+    /// it publishes comes after that TaskOOM.
+    pub fn flush_then(&self, id: &str, then: Box<dyn FnOnce() + Send>) {
+        if let Err(Cmd::Flush(_, then)) = self.send(Cmd::Flush(id.to_string(), then)) {
+            then();
+        }
     }
 
     /// Flush and stop watching container `id`; returns once done.
@@ -194,11 +214,11 @@ impl<S: Sink> Thread<S> {
         loop {
             match self.rx.try_recv() {
                 Ok(Cmd::Add(id, w)) => self.add(id, w),
-                Ok(Cmd::Flush(id, done)) => {
+                Ok(Cmd::Flush(id, then)) => {
                     if let Some(token) = self.token_of(&id) {
                         self.check_now(token);
                     }
-                    let _ = done.send(());
+                    then();
                 }
                 Ok(Cmd::Remove(id, done)) => {
                     if let Some(token) = self.token_of(&id) {
@@ -313,5 +333,24 @@ mod tests {
         let m = Monitor { handle: None };
         m.flush("c1");
         m.remove("c1");
+        // the continuation of a flush still runs, at once
+        let (tx, rx) = mpsc::channel();
+        m.flush_then("c1", Box::new(move || tx.send(()).unwrap()));
+        assert!(rx.try_recv().is_ok());
+    }
+
+    #[test]
+    fn flush_then_runs_its_continuation_on_the_thread() {
+        let m = Monitor::start(Record::default());
+        let (tx, rx) = mpsc::channel();
+        m.flush_then(
+            "nope",
+            Box::new(move || {
+                tx.send(std::thread::current().name().map(String::from))
+                    .unwrap()
+            }),
+        );
+        let on = rx.recv_timeout(REPLY_TIMEOUT).expect("continuation ran");
+        assert_eq!(on.as_deref(), Some("oom"));
     }
 }

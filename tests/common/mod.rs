@@ -882,6 +882,37 @@ pub fn exec(id: &str, exec_id: &str, opts: &[&str], cmd: &[&str]) -> RunOutput {
     ctr(&strs(&exec_args(id, exec_id, opts, cmd))).into()
 }
 
+/// `ctr run -d IMAGE ID sleep 1000` (plus `opts`), RUNNING; returns the task.
+pub fn run_sleeper(id: &str, opts: &[&str]) -> TaskInfo {
+    run_detached(id, opts, &["sleep", "1000"]);
+    wait_task_status(id, "RUNNING", RUN_START_TIMEOUT)
+}
+
+/// [`exec`] for a process whose output the test checks, run again (with another exec id, at
+/// most twice) while `lost(output)`: ctr 1.6 sometimes loses the output of a process that exits
+/// right after writing it, on a busy machine, with runc as with myshim, so on ctr's side
+/// (probably its client closing the fifos on the exit before its copy goroutine read them).
+/// Measured with `sh -c 'echo ...; exit N'` under load: on runc 1 in 100 sequential execs and
+/// 1 in 40 concurrent ones, on myshim 1 in 200 concurrent ones. A shim that never passes the
+/// output through still fails every attempt.
+pub fn exec_retry_lost(
+    id: &str,
+    exec_id: &str,
+    opts: &[&str],
+    cmd: &[&str],
+    lost: impl Fn(&RunOutput) -> bool,
+) -> RunOutput {
+    let mut out = exec(id, exec_id, opts, cmd);
+    for n in 1..=2 {
+        if !lost(&out) {
+            break;
+        }
+        eprintln!("exec {exec_id} in {id}: output lost ({out:?}), running it again");
+        out = exec(id, &format!("{exec_id}-again{n}"), opts, cmd);
+    }
+    out
+}
+
 /// [`exec`] in the background (stdout and stderr piped).
 pub fn spawn_exec(id: &str, exec_id: &str, opts: &[&str], cmd: &[&str]) -> Child {
     spawn_ctr(&strs(&exec_args(id, exec_id, opts, cmd)))

@@ -5,8 +5,8 @@
 //! last one that matches decides; an allow rule matches when it grants every requested access,
 //! a deny rule when it removes any of them; an `a` rule resets the default). [`attach`] loads
 //! it and attaches it with `BPF_F_ALLOW_MULTI`, then detaches the programs attached before
-//! (an Update replaces the rules). The `bpf(2)` plumbing here ([`Insn`], `Attr`, `bpf`) also
-//! serves [`super::oom_trace`].
+//! (an Update replaces the rules). The `bpf(2)` plumbing here ([`Insn`], `Attr`, `bpf`, `load`)
+//! also serves [`super::oom_trace`].
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
@@ -233,6 +233,17 @@ pub(super) fn owned_fd(ret: i64) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Load the program `prog` of type `prog_type` (`BPF_PROG_LOAD`); its fd.
+pub(super) fn load(prog_type: u32, prog: &[Insn]) -> std::io::Result<OwnedFd> {
+    let license = c"Apache";
+    let mut attr = Attr::new();
+    attr.u32(0, prog_type)
+        .u32(4, prog.len() as u32)
+        .u64(8, prog.as_ptr() as u64)
+        .u64(16, license.as_ptr() as u64);
+    bpf(BPF_PROG_LOAD, &mut attr).and_then(owned_fd)
+}
+
 /// Ids of the device programs attached to the cgroup `cg`.
 fn attached(cg: &OwnedFd) -> std::io::Result<Vec<u32>> {
     let mut ids = [0u32; 64];
@@ -268,14 +279,7 @@ pub fn attach(dir: &Path, prog: &[Insn]) -> Result<()> {
     let cg = OwnedFd::from(cg);
     let before =
         attached(&cg).with_context(|| format!("query device programs of {}", dir.display()))?;
-    let license = c"Apache";
-    let mut attr = Attr::new();
-    attr.u32(0, BPF_PROG_TYPE_CGROUP_DEVICE)
-        .u32(4, prog.len() as u32)
-        .u64(8, prog.as_ptr() as u64)
-        .u64(16, license.as_ptr() as u64);
-    let fd = bpf(BPF_PROG_LOAD, &mut attr)
-        .and_then(owned_fd)
+    let fd = load(BPF_PROG_TYPE_CGROUP_DEVICE, prog)
         .context("load the device rules' eBPF program (bpf BPF_PROG_LOAD)")?;
     let mut attr = Attr::new();
     attr.u32(0, cg.as_raw_fd() as u32)

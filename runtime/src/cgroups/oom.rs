@@ -39,8 +39,8 @@ pub enum OomWatcher {
         events: PathBuf,
         /// oom_kill seen so far
         seen: u64,
-        /// the cgroup's id and the kernel-side counter, for a cgroup systemd removes
-        trace: Option<(u64, &'static Tracer)>,
+        /// the kernel-side counter and the cgroup's id in it, for a cgroup systemd removes
+        trace: Option<(&'static Tracer, u64)>,
         /// the cgroup is gone (its last OOM, if any, was reported)
         gone: bool,
     },
@@ -80,10 +80,13 @@ impl OomWatcher {
                 let dir = cg.dirs().next().context("no cgroup to watch for OOM")?;
                 let events = dir.join("memory.events");
                 let trace = match cg.systemd_unit() {
-                    Some(_) => Tracer::shared().zip(oom_trace::cgroup_id(dir).ok()),
+                    Some(_) => Tracer::shared().zip(
+                        oom_trace::cgroup_id(dir)
+                            .map_err(|e| log::warn!("oom: no kernel-side count: {e:#}"))
+                            .ok(),
+                    ),
                     None => None,
-                }
-                .map(|(t, id)| (id, t));
+                };
                 let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
                     .context("create inotify")?;
                 inotify
@@ -132,7 +135,7 @@ impl OomWatcher {
                     Err(e) if !*gone => {
                         *gone = true;
                         // Removed by systemd: what did the kernel count before that?
-                        if let Some((id, tracer)) = trace {
+                        if let Some((tracer, id)) = trace {
                             let kills = tracer.kills(*id)?;
                             log::debug!(
                                 "oom: {} removed before it was read ({} OOM kills read, {kills} \

@@ -27,13 +27,12 @@ use std::sync::OnceLock;
 
 use anyhow::Context;
 
-use super::bpf::{bpf, insn, owned_fd, Attr, Insn};
+use super::bpf::{bpf, insn, load, owned_fd, Attr, Insn};
 use crate::Result;
 
 // bpf(2) commands, types and helpers used.
 const BPF_MAP_CREATE: libc::c_int = 0;
 const BPF_MAP_LOOKUP_ELEM: libc::c_int = 1;
-const BPF_PROG_LOAD: libc::c_int = 5;
 const BPF_RAW_TRACEPOINT_OPEN: libc::c_int = 17;
 const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
 const BPF_PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
@@ -118,15 +117,7 @@ impl Tracer {
         let map = bpf(BPF_MAP_CREATE, &mut attr)
             .and_then(owned_fd)
             .context("create the OOM counter map (bpf BPF_MAP_CREATE)")?;
-        let prog = program(map.as_raw_fd());
-        let license = c"Apache";
-        let mut attr = Attr::new();
-        attr.u32(0, BPF_PROG_TYPE_RAW_TRACEPOINT)
-            .u32(4, prog.len() as u32)
-            .u64(8, prog.as_ptr() as u64)
-            .u64(16, license.as_ptr() as u64);
-        let prog_fd = bpf(BPF_PROG_LOAD, &mut attr)
-            .and_then(owned_fd)
+        let prog_fd = load(BPF_PROG_TYPE_RAW_TRACEPOINT, &program(map.as_raw_fd()))
             .context("load the OOM counter program (bpf BPF_PROG_LOAD)")?;
         let mut attr = Attr::new();
         attr.u64(0, TRACEPOINT.as_ptr() as u64)
